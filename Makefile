@@ -1,0 +1,66 @@
+# maplex: the two commands of the README, and the pieces CI is made of.
+#   make demo   install (into .venv) and run the main job
+#   make test   install with dev extras and run every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU build of torch first: a loose `torch` requirement alone can pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
+export MPLBACKEND ?= Agg
+
+.PHONY: install dev demo test test-notebooks test-nbdev check-sync docs check-docs wheel clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.py settings.ini
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/maplex demo
+
+## Every test: the notebooks as nbdev runs them, the notebooks under strict nbval (stored outputs
+## must match a fresh run), and the pytest suite in tests/ (error paths, downloader, CLI).
+test: dev
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) nbs/ tests/
+
+## The library is in sync with the notebooks and the notebooks are clean.
+check-sync: dev
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	@git status --porcelain -- nbs maplex pyproject.toml | grep . && { \
+	  echo "nbdev_export/nbdev_clean changed the files above: run them and commit the result."; exit 1; } || true
+
+## The docs site: nbdev's own pipeline. tools/ first on PATH stands in for Quarto when it is absent.
+docs: dev
+	PATH="$(if $(shell command -v quarto 2>/dev/null),,$(CURDIR)/tools:)$(CURDIR)/$(BIN):$$PATH" $(BIN)/nbdev_docs
+	PATH="$(if $(shell command -v quarto 2>/dev/null),,$(CURDIR)/tools:)$(CURDIR)/$(BIN):$$PATH" $(BIN)/nbdev_readme
+
+check-docs: docs
+	$(BIN)/python tools/check_site.py _docs --screenshot artifacts/landing.png
+
+## Build the wheel and import it in a fresh venv, from outside the source tree.
+wheel: dev
+	rm -rf dist && $(BIN)/python -m build --wheel --outdir dist . >/dev/null
+	rm -rf /tmp/maplex-wheel-venv && $(PYTHON) -m venv /tmp/maplex-wheel-venv
+	/tmp/maplex-wheel-venv/bin/pip install -q "$(TORCH)" dist/*.whl
+	cd /tmp && /tmp/maplex-wheel-venv/bin/python -c "import maplex, maplex.nb201 as m; \
+	  assert '/tmp/maplex-wheel-venv/' in maplex.__file__, maplex.__file__; \
+	  print('wheel ok:', maplex.__version__, maplex.__file__, m.N_ARCHS)"
+	cd /tmp && /tmp/maplex-wheel-venv/bin/maplex --help >/dev/null
+
+clean:
+	rm -rf _docs _proc dist build artifacts *.egg-info
