@@ -1,0 +1,95 @@
+"""The evaluation harness: the information barrier, metrics edge cases, and a resumable runner."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from maplex import data
+from maplex.evaluation import (KEY, PROTOCOLS, Task, get_method, get_protocol, load_results, make_task,
+                               metrics, run, score_cells)
+
+pytestmark = pytest.mark.skipif(
+    not __import__("os").environ.get("MAPLEX_DATA"), reason="needs MAPLEX_DATA (the public latency table)")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return data.load_nb201(), data.load_devices()
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_task_holds_nothing_of_the_target_but_its_budget(tables, protocol):
+    table, devices = tables
+    proto = get_protocol(protocol)
+    target = proto.targets[-1]
+    task = make_task(table, devices, proto, target, k=5, seed=3, probe_archs=[7000, 12])
+    # only these fields exist: a method cannot find anything else on a task
+    assert [f.name for f in dataclasses.fields(Task)] == ["train", "devices", "target", "samples", "probes"]
+    assert target not in task.train.devices
+    assert set(task.train.devices) == set(proto.train_devices(target))
+    assert set(task.devices.devices) == set(proto.train_devices(target)) | {target}
+    assert list(task.probes.index) == [7000, 12]
+    assert len(task.samples) == 5 and set(task.samples.index) <= set(data.POOL)
+    # the values handed over are exactly the target's measurements at those cells
+    np.testing.assert_array_equal(task.samples.to_numpy(), table[target].loc[task.samples.index].to_numpy())
+
+
+def test_task_is_frozen(tables):
+    task = make_task(*tables, "P-X6", "gold_6226", k=3, seed=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.target = "gold_6240"
+
+
+def test_same_seed_same_draw_for_every_method(tables):
+    a = make_task(*tables, "P-X6", "gold_6226", k=10, seed=4)
+    b = make_task(*tables, "P-X6", "titanx_1", k=10, seed=4, probe_archs=[1])
+    assert a.samples.index.tolist() == b.samples.index.tolist()
+    c = make_task(*tables, "P-X6", "gold_6226", k=10, seed=5)
+    assert a.samples.index.tolist() != c.samples.index.tolist()
+
+
+@pytest.mark.parametrize("k", [0, -1, 901])
+def test_bad_k_is_refused(tables, k):
+    with pytest.raises(data.DataError, match="adaptation samples"):
+        make_task(*tables, "P-X6", "gold_6226", k=k, seed=0)
+
+
+def test_unknown_names_are_refused(tables):
+    with pytest.raises(data.DataError, match="unknown protocol"):
+        get_protocol("P-NONE")
+    with pytest.raises(data.DataError, match="not a target of P-HELP"):
+        make_task(*tables, "P-HELP", "1080ti_1", k=3, seed=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        get_method("maple-y")
+
+
+def test_metrics_edge_cases():
+    y = np.array([1.0, 2.0, 4.0])
+    assert metrics(y * 1.1, y)["acc10"] == pytest.approx(1.0)  # exactly on the bound counts
+    assert metrics(y * 1.11, y)["acc10"] == 0.0
+    with pytest.raises(ValueError, match="finite"):
+        metrics(np.array([1.0, np.nan, 2.0]), y)
+
+
+def test_help_view_is_trimmed(tables):
+    table, _ = tables
+    cells = score_cells("help", table["gold_6226"])
+    assert 780 <= len(cells) <= 820 and cells.min() >= 900 and cells.max() < 1900
+    with pytest.raises(ValueError, match="truth"):
+        score_cells("help")
+
+
+def test_runner_resumes_after_a_kill(tmp_path, tables):
+    out = tmp_path / "results.csv"
+    first = run("P-X6", ["flops-linear"], ks=[3], seeds=[0, 1], targets=["gold_6226"], out=out,
+                workers=1, progress=False)
+    assert len(first) == 2
+    with open(out, "a") as f:  # a kill in the middle of writing a row leaves half a line
+        f.write("P-X6,flops-linear,gold_6226,3,2,3+0,147")
+    assert len(load_results(out)) == 2
+    both = run("P-X6", ["flops-linear"], ks=[3], seeds=[0, 1, 2], targets=["gold_6226"], out=out,
+               workers=1, progress=False)
+    assert sorted(both.seed.tolist()) == [0, 1, 2]
+    assert set(map(tuple, both[KEY].astype(str).to_numpy())) == {
+        ("P-X6", "flops-linear", "gold_6226", "3", str(s)) for s in range(3)}
