@@ -2,13 +2,14 @@
 #   make demo   install (into .venv) and run the main job
 #   make test   install with dev extras and run every test
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU build of torch first: a loose `torch` requirement alone can pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
+QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }  # this machine's pip config warns per package
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
-export MPLBACKEND ?= Agg
 
 .PHONY: install dev demo test test-notebooks test-nbdev check-sync docs check-docs wheel clean
 
@@ -17,12 +18,12 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python setup.py settings.ini
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q "$(TORCH)" $(QUIET)
+	$(BIN)/pip install -q -e . $(QUIET)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' $(QUIET)
 	touch $@
 
 install: $(VENV)/.installed
@@ -54,9 +55,9 @@ check-docs: docs
 
 ## Build the wheel and import it in a fresh venv, from outside the source tree.
 wheel: dev
-	rm -rf dist && $(BIN)/python -m build --wheel --outdir dist . >/dev/null
+	rm -rf dist && $(BIN)/python -m build --wheel --outdir dist . >/tmp/maplex-build.log 2>&1 || { cat /tmp/maplex-build.log; exit 1; }
 	rm -rf /tmp/maplex-wheel-venv && $(PYTHON) -m venv /tmp/maplex-wheel-venv
-	/tmp/maplex-wheel-venv/bin/pip install -q "$(TORCH)" dist/*.whl
+	/tmp/maplex-wheel-venv/bin/pip install -q "$(TORCH)" dist/*.whl $(QUIET)
 	cd /tmp && /tmp/maplex-wheel-venv/bin/python -c "import maplex, maplex.nb201 as m; \
 	  assert '/tmp/maplex-wheel-venv/' in maplex.__file__, maplex.__file__; \
 	  print('wheel ok:', maplex.__version__, maplex.__file__, m.N_ARCHS)"
