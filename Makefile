@@ -42,6 +42,7 @@ test: dev
 check-sync: dev
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+	$(BIN)/python tools/check_import_cells.py
 	@git status --porcelain -- nbs maplex pyproject.toml | grep . && { \
 	  echo "nbdev_export/nbdev_clean changed the files above: run them and commit the result."; exit 1; } || true
 
