@@ -1,0 +1,259 @@
+"""Tests for maplex.regressor: LatencyRegressor and MapleX, their determinism, save/load, and every error path.
+
+A synthetic device pool (latency = constant + per-op costs, different per device) on the real NB201 pool
+cells keeps these tests fast and independent of the data files; settings use few steps.
+"""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from maplex import nb201
+from maplex.data import DeviceTable, LatencyTable
+from maplex.descriptors import PROBES
+from maplex.regressor import (VARIANTS, ConfigError, LatencyRegressor, MapleX, NotFittedError, RegressorError,
+                              TaskError, fit_calibration, mlp, torch_threads, variant)
+
+POOL = np.arange(900)
+FAST = dict(steps=60, num_threads=1)  # tiny settings: these tests check behaviour, not accuracy
+
+
+def _synthetic_ms(const: float, costs: tuple[float, ...], archs=POOL) -> np.ndarray:
+    "Additive latency: const + sum over edges of the op's cost (ms), positive for every cell."
+    return const + nb201.op_counts(archs)[:, 1:] @ np.asarray(costs)  # counts of skip, 1x1, 3x3, pool
+
+
+@pytest.fixture(scope="module")
+def pool():
+    "Four training devices and a target on the pool cells, with a device table."
+    specs = {"gpu_a": (2.0, (0.05, 0.3, 0.5, 0.1), 4000, 1.8, 250), "gpu_b": (2.5, (0.06, 0.4, 0.7, 0.12), 3000, 1.6, 200),
+             "cpu_a": (3.0, (0.1, 0.8, 2.0, 0.3), 16, 3.6, 125), "cpu_b": (4.0, (0.15, 1.0, 2.6, 0.4), 8, 3.0, 65),
+             "target": (2.2, (0.055, 0.35, 0.6, 0.11), 3500, 1.7, 220)}
+    ms = pd.DataFrame({d: _synthetic_ms(c, t) for d, (c, t, *_) in specs.items()}, index=pd.Index(POOL, name="arch_index"))
+    devices = DeviceTable(pd.DataFrame({"device": list(specs), "class": ["gpu", "gpu", "cpu", "cpu", "gpu"],
+                                        "cores": [s[2] for s in specs.values()], "max_clock_ghz": [s[3] for s in specs.values()],
+                                        "tdp_w": [s[4] for s in specs.values()], "batch_size": [1, 1, 1, 1, 1]}))
+    train = LatencyTable(ms.drop(columns="target"))
+    target = ms["target"]
+    samples = target.loc[[10, 200, 777]]
+    probes = target.loc[list(PROBES)]
+    return train, devices, samples, probes, target
+
+
+# ---- LatencyRegressor -------------------------------------------------------------------
+
+def test_regressor_learns_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, (400, 6)).astype(np.float32)
+    y = np.exp(X @ rng.normal(size=6) * 0.3 + 1)
+    a = LatencyRegressor(steps=300, num_threads=1).fit(X, y, seed=3)
+    b = LatencyRegressor(steps=300, num_threads=1).fit(X, y, seed=3)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert np.median(np.abs(a.predict(X) / y - 1)) < 0.05
+
+
+def test_weights_pull_the_fit():
+    X = np.ones((20, 2), np.float32)
+    y = np.r_[np.full(10, 1.0), np.full(10, 4.0)]
+    w = np.r_[np.full(10, 1.0), np.full(10, 9.0)]
+    pred = LatencyRegressor(steps=200, num_threads=1).fit(X, y, w).predict(X[:1])[0]
+    assert pred == pytest.approx(4 ** 0.9, rel=0.02)
+
+
+def test_ms_transform_and_threads_restored():
+    before = torch.get_num_threads()
+    X = np.eye(4, dtype=np.float32).repeat(5, 0)
+    reg = LatencyRegressor(transform="ms", steps=100, num_threads=1).fit(X, np.arange(1, 21, dtype=float))
+    assert reg.predict(X).shape == (20,)
+    assert torch.get_num_threads() == before
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_mlp_init_is_seeded():
+    a, b = (mlp(5, (8,), torch.Generator().manual_seed(1)) for _ in range(2))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    X = np.random.default_rng(0).random((50, 3)).astype(np.float32)
+    reg = LatencyRegressor(steps=20, num_threads=1).fit(X, 1 + X.sum(1))
+    return reg, X, reg.save(tmp_path / "reg")
+
+
+def _edit(path, **changes):
+    config = json.loads((path / "config.json").read_text())
+    for k, v in changes.items():
+        if v is None: config.pop(k)
+        else: config[k] = v
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_save_load_roundtrip(saved):
+    reg, X, path = saved
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.pt"]
+    np.testing.assert_array_equal(LatencyRegressor.load(path).predict(X), reg.predict(X))
+    assert all(isinstance(v, torch.Tensor) for v in torch.load(path / "weights.pt", weights_only=True).values())
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(version=99), "format version 99"),
+    (dict(format="something.else"), "not a 'maplex.LatencyRegressor'"),
+    (dict(extra=1), "unknown keys ['extra']"),
+    (dict(steps=None), "lacks keys ['steps']"),
+    (dict(n_features=7), "do not match"),
+])
+def test_load_refuses_bad_configs(saved, changes, message):
+    with pytest.raises(ConfigError) as e:
+        LatencyRegressor.load(_edit(saved[2], **changes))
+    assert message in str(e.value)
+
+
+def test_load_refuses_missing_files(tmp_path):
+    with pytest.raises(ConfigError, match="not a saved model"):
+        LatencyRegressor.load(tmp_path)
+
+
+class Payload:
+    "An arbitrary object: loading with weights_only=True must refuse to unpickle it."
+
+
+def test_load_refuses_pickled_code(saved):
+    path = saved[2]
+    torch.save({"payload": Payload()}, path / "weights.pt")
+    with pytest.raises(ConfigError, match="not unpickled"):
+        LatencyRegressor.load(path)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: LatencyRegressor().predict(np.ones((2, 3))), "not fitted"),
+    (lambda: LatencyRegressor().save("unused"), "fit (or load)"),
+    (lambda: LatencyRegressor().fit(np.ones(3), [1, 2, 3]), "2-D"),
+    (lambda: LatencyRegressor().fit(np.ones((3, 2)), [1, 2]), "one value per row"),
+    (lambda: LatencyRegressor().fit(np.ones((2, 2)), [1, np.nan]), "NaN"),
+    (lambda: LatencyRegressor().fit(np.ones((2, 2)), [1, 0]), "> 0 ms"),
+    (lambda: LatencyRegressor().fit(np.ones((2, 2)), [1, 2], w=[-1, 2]), "positive sum"),
+    (lambda: LatencyRegressor().fit([[np.inf, 1.0]], [1.0]), "NaN or infinite"),
+    (lambda: LatencyRegressor(transform="sqrt"), "transform"),
+    (lambda: LatencyRegressor(hidden=(0,)), "hidden"),
+    (lambda: LatencyRegressor(steps=0), "steps"),
+])
+def test_regressor_errors(call, message):
+    with pytest.raises(RegressorError) as e:
+        call()
+    assert message in str(e.value)
+
+
+def test_predict_checks_feature_width(saved):
+    reg, X, _ = saved
+    with pytest.raises(RegressorError, match="fitted on 3"):
+        reg.predict(X[:, :2])
+
+
+def test_not_fitted_is_attribute_error():
+    with pytest.raises(AttributeError):
+        LatencyRegressor().predict(np.ones((1, 1)))
+    with pytest.raises(NotFittedError):
+        MapleX().predict([0])
+
+
+# ---- calibration ------------------------------------------------------------------------
+
+def test_fit_calibration_recovers_a_line_and_shrinks():
+    z = np.linspace(-1, 1, 6)
+    assert fit_calibration(z, 2 * z - 0.5, np.ones(6), reg=0) == pytest.approx((2.0, -0.5))
+    a, _ = fit_calibration(z, 2 * z - 0.5, np.ones(6), reg=100)
+    assert 1 < a < 1.2
+
+
+# ---- MapleX -----------------------------------------------------------------------------
+
+def test_maplex_fits_a_synthetic_target(pool, tmp_path):
+    train, devices, samples, probes, target = pool
+    m = MapleX(**FAST).fit(train, devices, "target", samples, probes)
+    pred = m.predict(POOL)
+    assert pred.shape == (900,) and np.isfinite(pred).all() and (pred > 0).all()
+    assert np.median(np.abs(pred / target.to_numpy() - 1)) < 0.15
+    assert m.device_weights_.mean() == pytest.approx(1.0)
+    assert not m.virtual_.index.isin(samples.index).any()
+    again = MapleX(**FAST).fit(train, devices, "target", samples, probes)
+    np.testing.assert_array_equal(again.predict(POOL), pred)  # deterministic under the seed
+    loaded = MapleX.load(m.save(tmp_path / "mx"))
+    np.testing.assert_array_equal(loaded.predict(POOL), pred)
+    assert loaded.target == "target" and loaded == m  # settings compare equal
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variants_are_switches(pool, name):
+    train, devices, samples, probes, _ = pool
+    m = variant(name, **FAST).fit(train, devices, "target", samples, probes)
+    assert m.n_probes == len(PROBES)
+    assert (len(m.virtual_) > 0) == m.virtual
+    assert (m.device_weights_.nunique() > 1) == m.spec_weighting
+
+
+def test_spec_descriptor_needs_no_probes(pool):
+    train, devices, samples, _, _ = pool
+    m = MapleX(descriptor="spec", virtual=False, **FAST)
+    assert m.n_probes == 0 and m.probe_archs == ()
+    assert m.fit(train, devices, "target", samples).predict([0, 1]).shape == (2,)
+
+
+def test_one_sample_is_enough(pool):
+    train, devices, samples, probes, _ = pool
+    m = MapleX(**FAST).fit(train, devices, "target", samples.iloc[:1], probes)
+    assert np.isfinite(m.predict([5, 6])).all()
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda t, d, s, p: (t, d, "nowhere", s, p), "not in the device table"),
+    (lambda t, d, s, p: (t, d, "target", s.iloc[:0], p), "k = 0"),
+    (lambda t, d, s, p: (t, d, "target", pd.Series([3.0], index=[15625]), p), "outside the search space"),
+    (lambda t, d, s, p: (t, d, "target", pd.Series([3.0], index=[-1]), p), "outside the search space"),
+    (lambda t, d, s, p: (t, d, "target", s * np.nan, p), "NaN or non-positive"),
+    (lambda t, d, s, p: (t, d, "target", s * 0, p), "NaN or non-positive"),
+    (lambda t, d, s, p: (t, d, "target", pd.concat([s, s]), p), "twice"),
+    (lambda t, d, s, p: (t, d, "target", s.to_numpy(), p), "pd.Series"),
+    (lambda t, d, s, p: (t, d, "target", pd.Series([3.0], index=[5000]), p), "not rows of the training table"),
+    (lambda t, d, s, p: (t, d, "target", s, None), "none were given"),
+    (lambda t, d, s, p: (t, d, "target", s, p.iloc[1:]), "missing"),
+    (lambda t, d, s, p: (t.ms, d, "target", s, p), "LatencyTable"),
+    (lambda t, d, s, p: (t, d.df, "target", s, p), "DeviceTable"),
+    (lambda t, d, s, p: (LatencyTable(pd.concat([t.ms, p.rename("target").reindex(t.archs).fillna(1.0)], axis=1)),
+                         d, "target", s, p), "leaks"),
+])
+def test_task_errors(pool, mutate, message):
+    train, devices, samples, probes, _ = pool
+    with pytest.raises(TaskError) as e:
+        MapleX(**FAST).fit(*mutate(train, devices, samples, probes))
+    assert message in str(e.value)
+
+
+def test_maplex_setting_errors():
+    with pytest.raises(RegressorError, match="target_weight"):
+        MapleX(target_weight=0)
+    with pytest.raises(RegressorError, match="transform"):
+        MapleX(transform="sqrt")
+    with pytest.raises(ValueError, match="unknown descriptor kind"):
+        MapleX(descriptor="tea-leaves")
+    with pytest.raises(RegressorError, match="unknown variant"):
+        variant("HELP")
+
+
+def test_maplex_load_refuses_unknown_settings_and_versions(pool, tmp_path):
+    train, devices, samples, probes, _ = pool
+    path = MapleX(**FAST).fit(train, devices, "target", samples, probes).save(tmp_path / "mx")
+    config = json.loads((path / "config.json").read_text())
+    _edit(path, settings={**config["settings"], "dropout": 0.1})
+    with pytest.raises(ConfigError, match="unknown settings"):
+        MapleX.load(path)
+    _edit(path, settings=config["settings"], version=0)
+    with pytest.raises(ConfigError, match="format version 0"):
+        MapleX.load(path)
+    with pytest.raises(NotFittedError):
+        MapleX().save(tmp_path / "nothing")

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Time fit + predict of each method for one unseen device, the way a user runs it.
+
+For every P-X6 target: build the task (k = 3 samples + the method's probes), then time
+`fit(task)` + `predict(all 15,625 cells)`, `--repeats` times, with torch pinned to `--threads`
+threads. Writes one row per (method, target, repeat) and the environment to a JSON file that the
+docs load; prints the medians.
+
+    python tools/benchmark.py --threads 2 --repeats 3 --out results/benchmark.json
+"""
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maplex import __version__, data, evaluation, nb201
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", nargs="+", default=["closest-linear", "flops-linear", "maple", "maple-x1", "maple-x"])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per method and target (default: 3)")
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("results/benchmark.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    table, devices = data.load_nb201(), data.load_devices()
+    cells = np.arange(nb201.N_ARCHS)
+    rows = []
+    for method in args.methods:
+        for target in evaluation.PX6:
+            for rep in range(args.repeats):
+                m = evaluation.get_method(method)
+                task = evaluation.make_task(table, devices, "P-X6", target, args.k, rep, m.probe_archs)
+                t0 = time.perf_counter()
+                fitted = m.fit(task, seed=rep) if isinstance(m, evaluation.MapleXMethod) else m.fit(task)
+                fitted.predict(cells)
+                rows.append(dict(method=method, target=target, repeat=rep, seconds=time.perf_counter() - t0))
+        secs = [r["seconds"] for r in rows if r["method"] == method]
+        print(f"{method:15s} fit + predict 15,625 cells: median {statistics.median(secs):.3f} s "
+              f"(min {min(secs):.3f}, max {max(secs):.3f}, n = {len(secs)})")
+    env = dict(maplex=__version__, torch=torch.__version__, numpy=np.__version__, python=platform.python_version(),
+               cpu=cpu_model(), logical_cpus=torch.get_num_threads() and __import__("os").cpu_count(),
+               torch_threads=args.threads, k=args.k, protocol="P-X6", cells_predicted=int(len(cells)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(environment=env, runs=rows), indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
