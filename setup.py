@@ -17,6 +17,7 @@ lic = licenses[cfg["license"].lower()]
 min_python = cfg["min_python"]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
+onnx_requirements = cfg.get("onnx_requirements", "").split()  # the `onnx` extra: the ONNX Runtime profiling setting
 console_scripts = cfg.get("console_scripts", "").split()
 
 setuptools.setup(
@@ -40,9 +41,10 @@ setuptools.setup(
     ] + ["Programming Language :: Python :: " + v for v in py_versions[py_versions.index(min_python):]],
     packages=setuptools.find_packages(include=["maplex", "maplex.*"]),
     include_package_data=True,
-    package_data={"maplex": ["assets/*"]},
+    # every file under maplex/assets/, subfolders included (the profiled dataset and its README.md)
+    package_data={"maplex": ["assets/**/*"]},
     install_requires=requirements,
-    extras_require={"dev": dev_requirements},
+    extras_require={"dev": dev_requirements, "onnx": onnx_requirements},
     python_requires=">=" + min_python,
     zip_safe=False,
     entry_points={"console_scripts": console_scripts, "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

@@ -22,8 +22,9 @@ from . import data, nb201
 # %% auto #0
 __all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'METRIC_COLS', 'ORDER', 'Protocol', 'get_protocol',
            'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics', 'ClosestDeviceLinear', 'FlopsLinear',
-           'MapleXMethod', 'get_method', 'evaluate_one', 'run', 'load_results', 'summarise', 'per_device', 'headline',
-           'report', 'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots', 'plot_pred_vs_true']
+           'MapleXMethod', 'register_method', 'get_method', 'score_task', 'evaluate_one', 'run', 'load_results',
+           'summarise', 'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots',
+           'plot_pred_vs_true']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 class ClosestDeviceLinear:
     "Floor: the training device best correlated with the target on the k samples, fitted a·x + b."
     name, probe_archs = "closest-linear", ()
-    def fit(self, task: Task) -> "ClosestDeviceLinear":
+    def fit(self, task: Task, seed: int = 0) -> "ClosestDeviceLinear":
         X = task.train.ms.loc[task.samples.index]  # k x training devices
         y = task.samples.to_numpy()
         corr = X.apply(lambda c: 0.0 if np.ptp(c) == 0 or np.ptp(y) == 0 else np.corrcoef(c, y)[0, 1])
@@ -167,7 +168,7 @@ class ClosestDeviceLinear:
 class FlopsLinear:
     "Floor: latency ≈ a·FLOPs + b fitted on the k samples."
     name, probe_archs = "flops-linear", ()
-    def fit(self, task: Task) -> "FlopsLinear":
+    def fit(self, task: Task, seed: int = 0) -> "FlopsLinear":
         flops = nb201.cost_table().flops_m
         self.a, self.b = _line(flops.loc[task.samples.index].to_numpy(), task.samples.to_numpy())
         return self
@@ -197,41 +198,62 @@ METHODS: dict[str, Callable[[], object]] = {
     "maple": lambda: MapleXMethod("maple", virtual=False, spec_weighting=False),
     "maple-x1": lambda: MapleXMethod("maple-x1", spec_weighting=False),
     "maple-x": lambda: MapleXMethod("maple-x"),
-}  # the rows every results table carries (HELP joins in lesson 85)
+}  # the rows every results table carries; HELP registers itself in lesson 85
+_PLUGINS: dict[str, str] = {}  # method name -> module that registered it (imported again in worker processes)
+
+def register_method(name: str, # the name results rows and the command line use
+                    factory: Callable[[], object], # returns a fresh method object
+                    module: str | None = None, # module to import so the name exists (default: the factory's)
+                   ) -> None:
+    "Make a method of a higher lesson (e.g. HELP) available to `get_method` and `run` under `name`."
+    METHODS[name] = factory
+    _PLUGINS[name] = module or factory.__module__
 
 def get_method(name: str):
     "A fresh method object by name."
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}.")
+        hint = " (HELP: `import maplex.help` first)" if name == "help" else ""
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}{hint}.")
     return METHODS[name]()
 
 # %% ../nbs/80_evaluation.ipynb #7bdfb86a
 KEY = ["protocol", "method", "target", "k", "seed"]  # one results row per key
 
-def evaluate_one(method_name: str, protocol: str, target: str, k: int, seed: int,
-                 table: data.LatencyTable | None = None, devices: data.DeviceTable | None = None) -> dict:
-    "Fit one method on one task and score it on both views."
-    table = table if table is not None else data.load_nb201()
-    devices = devices if devices is not None else data.load_devices()
-    method = get_method(method_name)
-    task = make_task(table, devices, protocol, target, k, seed, method.probe_archs)
+def score_task(method, # a method object (see METHODS); fitted here
+               task: Task, # what the method may know
+               truth: pd.Series, # the target's measured latencies: read only to score, after fit and predict
+               name: str | None = None, # the method's name in the row (default: `method.name`)
+               protocol: str = "", # protocol name for the row
+               seed: int = 0, # the draw's seed, also the training seed
+              ) -> dict:
+    "Fit one method on one task and score its predictions on both views: one results row."
     t0 = time.perf_counter()
-    fitted = method.fit(task, seed=seed) if isinstance(method, MapleXMethod) else method.fit(task)
+    fitted = method.fit(task, seed=seed)
     main = score_cells("main", exclude=method.probe_archs)
     pred = pd.Series(fitted.predict(main), index=main)
     seconds = time.perf_counter() - t0
-    truth = table[target]
     help_cells = np.intersect1d(score_cells("help", truth), main)
-    row = dict(protocol=protocol, method=method_name, target=target, k=k, seed=seed, budget=task.budget,
-               n_test=len(main), fit_predict_s=round(seconds, 3))
+    row = dict(protocol=protocol, method=name or method.name, target=task.target, k=task.k, seed=seed,
+               budget=task.budget, n_test=len(main), fit_predict_s=round(seconds, 3))
     row.update(metrics(pred.to_numpy(), truth.loc[main].to_numpy()))
     row.update({f"help_{n}": v for n, v in metrics(pred.loc[help_cells].to_numpy(), truth.loc[help_cells].to_numpy()).items()})
     return row
 
+def evaluate_one(method_name: str, protocol: str, target: str, k: int, seed: int,
+                 table: data.LatencyTable | None = None, devices: data.DeviceTable | None = None) -> dict:
+    "One results row: draw the task of (protocol, target, k, seed), fit the named method, score both views."
+    table = table if table is not None else data.load_nb201()
+    devices = devices if devices is not None else data.load_devices()
+    method = get_method(method_name)
+    task = make_task(table, devices, protocol, target, k, seed, method.probe_archs)
+    return score_task(method, task, table[target], method_name, get_protocol(protocol).name, seed)
+
 # %% ../nbs/80_evaluation.ipynb #733cd540
-def _init_worker():
+def _init_worker(modules: tuple[str, ...] = ()):
+    import importlib
     import torch
     torch.set_num_threads(1)  # two processes on two cores; no oversubscription
+    for m in modules: importlib.import_module(m)  # registers methods of higher lessons in this process too
 
 def _job(args) -> dict: return evaluate_one(*args)
 
@@ -261,13 +283,19 @@ def run(protocol: str, # protocol name
         if out: _append(out, row)
     bar = tqdm(total=len(todo), desc=f"{proto.name}", disable=not progress or not todo)
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(workers, initializer=_init_worker) as ex:
+        plugins = tuple(dict.fromkeys(_PLUGINS[m] for m in methods if m in _PLUGINS))
+        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(plugins,)) as ex:
             for row in ex.map(_job, todo):
                 keep(row); bar.update()
     else:
-        table, devices = data.load_nb201(), data.load_devices()
-        for j in todo:
-            keep(evaluate_one(*j, table=table, devices=devices)); bar.update()
+        import torch
+        table, devices, threads = data.load_nb201(), data.load_devices(), torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a worker: the same seed gives the same numbers with 1 or 2 workers
+        try:
+            for j in todo:
+                keep(evaluate_one(*j, table=table, devices=devices)); bar.update()
+        finally:
+            torch.set_num_threads(threads)
     bar.close()
     new = pd.DataFrame(rows)
     keys = {key(*j) for j in jobs}
@@ -378,7 +406,7 @@ def plot_pred_vs_true(method: str, protocol: str, target: str, k: int = 3, seed:
     table, devices = data.load_nb201(), data.load_devices()
     m = get_method(method)
     task = make_task(table, devices, protocol, target, k, seed, m.probe_archs)
-    fitted = m.fit(task, seed=seed) if isinstance(m, MapleXMethod) else m.fit(task)
+    fitted = m.fit(task, seed=seed)
     cells = score_cells("main", exclude=m.probe_archs)
     pred, true = fitted.predict(cells), table[target].loc[cells].to_numpy()
     ax = ax or plt.subplots(figsize=(4, 4), dpi=80)[1]

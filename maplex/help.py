@@ -24,7 +24,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from . import data, nb201
-from .evaluation import HELP_TARGETS, Task, draw_samples, get_protocol, make_task, metrics, score_cells
+from .evaluation import (HELP_TARGETS, Task, draw_samples, get_method, get_protocol, make_task, metrics,
+                               register_method, score_cells, score_task)
 
 try: import fcntl  # POSIX file locks: two worker processes never meta-train the same model twice
 except ImportError: fcntl = None
@@ -36,7 +37,7 @@ __all__ = ['HELP_REFERENCE', 'HELP_VALID', 'HELP_TABLE3', 'HELP_CODE_VERSION', '
            'HelpConfig', 'HelpModel', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData', 'device_data',
            'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'meta_train', 'cache_key', 'save_model',
            'load_model', 'pretrained', 'adaptation_samples', 'split_roles', 'Help', 'validation_scores',
-           'evaluate_help', 'compare_table3', 'help_protocol_scores']
+           'evaluate_help', 'compare_table3', 'help_method', 'help_protocol_scores']
 
 # %% ../nbs/85_help.ipynb #eb49427f
 HELP_REFERENCE = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)  # HELP's 10 reference cells (NB201 indices)
@@ -555,19 +556,8 @@ def evaluate_help(seeds: Iterable[int] = range(10), # seeds of the draws (and, w
         for target in targets or proto.targets:
             method = Help(**help_kwargs)
             task = make_task(table, devices, proto, target, k, seed, method.probe_archs)
-            t0 = time.perf_counter()
-            method.fit(task, seed=seed)
-            main = score_cells("main", exclude=method.probe_archs)
-            pred = pd.Series(method.predict(main), index=main)
-            truth = table[target]
-            help_cells = np.intersect1d(score_cells("help", truth), main)
-            row = dict(protocol=proto.name, method=method.name, target=target, k=k, seed=seed, budget=task.budget,
-                       n_test=len(main), fit_predict_s=round(time.perf_counter() - t0, 3),
-                       meta_train_s=method.model.info["seconds"], best_episode=method.model.info["best_episode"])
-            row.update(metrics(pred.to_numpy(), truth.loc[main].to_numpy()))
-            row.update({f"help_{n}": v for n, v in metrics(pred.loc[help_cells].to_numpy(),
-                                                          truth.loc[help_cells].to_numpy()).items()})
-            rows.append(row)
+            row = score_task(method, task, table[target], protocol=proto.name, seed=seed)
+            rows.append({**row, "meta_train_s": method.model.info["seconds"], "best_episode": method.model.info["best_episode"]})
             if log: log(f"seed {seed} {target}: help-view Spearman {row['help_spearman']:.3f}, acc10 {row['acc10']:.3f}")
     return pd.DataFrame(rows)
 
@@ -584,6 +574,13 @@ def compare_table3(rows: pd.DataFrame, # rows of `evaluate_help` or `evaluation.
     out.loc["mean"] = [per_seed.mean(), per_seed.std(), per_seed.count(), out["published"].mean()]
     out["gap"] = out["ours"] - out["published"]
     return out
+
+# %% ../nbs/85_help.ipynb #378c1ad9
+def help_method() -> Help:
+    "HELP as the evaluation runs it: HELP's settings, one shared meta-trained model (meta_seed=0) per training set."
+    return Help(meta_seed=0)
+
+register_method("help", help_method, module="maplex.help")
 
 # %% ../nbs/85_help.ipynb #026e3b45
 def help_protocol_scores(seeds: Iterable[int] = range(3), # meta-training seeds (one model each)

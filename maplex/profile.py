@@ -40,15 +40,15 @@ from .lut import STAGE_NAMES, LayerwiseLUT
 from .nb201 import C_STEM, EDGES, IMAGE_SIZE, N_CELLS, NUM_CLASSES, OPS, STAGES, ArchLike
 
 # %% auto #0
-__all__ = ['INPUT_SHAPE', 'ONNX_OPSET', 'NOISY_REL_IQR', 'STAT_COLS', 'RUNTIME_ALIASES', 'RUNTIMES', 'PERF_EVENTS',
+__all__ = ['INPUT_SHAPE', 'ONNX_OPSET', 'NOISY_REL_IQR', 'STAT_COLS', 'RUNTIMES', 'RUNTIME_ALIASES', 'PERF_EVENTS',
            'LATENCY_FILE', 'STATS_FILE', 'DEVICES_FILE', 'OPS_FILE', 'PROBES_FILE', 'PERF_FILE', 'ENV_FILE',
            'PARTIAL_DIR', 'DEFAULT_SETTINGS', 'ProfileError', 'RuntimeMissingError', 'ReLUConvBN', 'Zero', 'make_op',
            'Cell', 'Reduction', 'NB201Net', 'build_net', 'count_costs', 'to_onnx', 'time_callable', 'timing_stats',
-           'Setting', 'parse_setting', 'TorchEager', 'OnnxRuntime', 'make_input', 'measure', 'cpu_specs',
+           'Setting', 'TorchEager', 'OnnxRuntime', 'parse_setting', 'make_input', 'measure', 'cpu_specs',
            'detect_environment', 'op_latencies', 'lut_from_ops', 'probe_latencies', 'PerfUnavailableError', 'perf_stat',
-           'perf_rows', 'perf_counters', 'select_archs', 'device_rows', 'profile_device', 'embedded_dir',
-           'load_profile', 'load_embedded', 'read_profile_file', 'read_environment', 'profiled_luts',
-           'build_profile_parser', 'cmd_profile', 'main']
+           'perf_rows', 'perf_counters', 'select_archs', 'device_rows', 'profile_device', 'read_profile_file',
+           'read_environment', 'profiled_luts', 'embedded_dir', 'load_profile', 'load_embedded', 'build_profile_parser',
+           'cmd_profile', 'main']
 
 # %% ../nbs/90_profile.ipynb #5a379958
 class ProfileError(ValueError):
@@ -274,25 +274,6 @@ class Setting:
 
     def __str__(self) -> str: return f'{self.runtime}-t{self.threads}-b{self.batch}'
 
-# %% ../nbs/90_profile.ipynb #ee82802d
-RUNTIME_ALIASES = {'onnxruntime': 'ort', 'onnx': 'ort', 'eager': 'torch', 'pytorch': 'torch'}
-
-def parse_setting(text: str  # 'RUNTIME-tTHREADS-bBATCH', e.g. 'torch-t1-b1' or 'ort-t2-b8'
-                 ) -> Setting:
-    "A `Setting` from its text form."
-    if isinstance(text, Setting): return text
-    m = re.fullmatch(r'([a-z]+)-t(\d+)-b(\d+)', str(text).strip().lower())
-    if m is None:
-        raise ProfileError(f"setting {text!r} is not of the form RUNTIME-tTHREADS-bBATCH, e.g. 'torch-t1-b1' or 'ort-t2-b8'")
-    runtime = RUNTIME_ALIASES.get(m[1], m[1])
-    if runtime not in RUNTIMES: raise ProfileError(f"unknown runtime {m[1]!r} in {text!r}; known: {', '.join(RUNTIMES)}")
-    threads, batch = int(m[2]), int(m[3])
-    if threads < 1 or batch < 1: raise ProfileError(f"threads and batch must be >= 1 in {text!r}")
-    if threads > (ncpu := len(os.sched_getaffinity(0))):
-        raise ProfileError(f"{text!r} asks for {threads} threads but this process may use {ncpu} CPU(s); "
-                           "more threads than cores only measures the time slicing")
-    return Setting(runtime, threads, batch)
-
 # %% ../nbs/90_profile.ipynb #2f5b6440
 class TorchEager:
     "PyTorch eager execution in inference mode, with `torch.set_num_threads` pinned."
@@ -324,6 +305,25 @@ class OnnxRuntime:
         return lambda: sess.run(None, feed)
 
 RUNTIMES = {'torch': TorchEager(), 'ort': OnnxRuntime()}  # runtime key -> runner
+
+# %% ../nbs/90_profile.ipynb #ee82802d
+RUNTIME_ALIASES = {'onnxruntime': 'ort', 'onnx': 'ort', 'eager': 'torch', 'pytorch': 'torch'}
+
+def parse_setting(text: str  # 'RUNTIME-tTHREADS-bBATCH', e.g. 'torch-t1-b1' or 'ort-t2-b8'
+                 ) -> Setting:
+    "A `Setting` from its text form."
+    if isinstance(text, Setting): return text
+    m = re.fullmatch(r'([a-z]+)-t(\d+)-b(\d+)', str(text).strip().lower())
+    if m is None:
+        raise ProfileError(f"setting {text!r} is not of the form RUNTIME-tTHREADS-bBATCH, e.g. 'torch-t1-b1' or 'ort-t2-b8'")
+    runtime = RUNTIME_ALIASES.get(m[1], m[1])
+    if runtime not in RUNTIMES: raise ProfileError(f"unknown runtime {m[1]!r} in {text!r}; known: {', '.join(RUNTIMES)}")
+    threads, batch = int(m[2]), int(m[3])
+    if threads < 1 or batch < 1: raise ProfileError(f"threads and batch must be >= 1 in {text!r}")
+    if threads > (ncpu := len(os.sched_getaffinity(0))):
+        raise ProfileError(f"{text!r} asks for {threads} threads but this process may use {ncpu} CPU(s); "
+                           "more threads than cores only measures the time slicing")
+    return Setting(runtime, threads, batch)
 
 # %% ../nbs/90_profile.ipynb #f47670b6
 def make_input(shape: Sequence[int],  # full input shape, batch first
@@ -699,26 +699,6 @@ def profile_device(out,  # output folder (created); re-running on it resumes
              finished_utc=datetime.now(timezone.utc).isoformat(timespec='seconds'))
     return result
 
-# %% ../nbs/90_profile.ipynb #5d39daac
-def embedded_dir() -> Path:
-    "The folder of the profiled dataset shipped with maplex (`maplex/assets/profiled`)."
-    return Path(str(resources.files('maplex') / 'assets' / 'profiled'))
-
-def load_profile(folder=None  # a `profile_device` output folder; default the embedded dataset
-                ) -> tuple[LatencyTable, DeviceTable]:
-    "The latency table and device table of a profiled folder, ready to join any pool."
-    from maplex.data import read_latency_csv
-    folder = Path(folder) if folder is not None else embedded_dir()
-    if not (folder / LATENCY_FILE).is_file():
-        raise ProfileError(f"{folder} holds no {LATENCY_FILE}: run `maplex profile --out {folder}` to the end "
-                           "(re-running it resumes), or point at a finished profile folder")
-    table = read_latency_csv(folder / LATENCY_FILE)
-    return table, DeviceTable(pd.read_csv(folder / DEVICES_FILE), where=DEVICES_FILE).select(table.devices)
-
-def load_embedded() -> tuple[LatencyTable, DeviceTable]:
-    "The embedded dataset: NB201 latencies on one 2-vCPU virtual machine under several runtime settings."
-    return load_profile(embedded_dir())
-
 # %% ../nbs/90_profile.ipynb #557b2ba5
 def read_profile_file(name: str,  # one of STATS_FILE, OPS_FILE, PROBES_FILE, PERF_FILE
                       folder=None  # default the embedded dataset
@@ -738,6 +718,26 @@ def profiled_luts(folder=None) -> dict[str, LayerwiseLUT]:
     "The layer-wise LUT of every profiled setting, by device name."
     ops = read_profile_file(OPS_FILE, folder)
     return {d: lut_from_ops(g) for d, g in ops.groupby('device', sort=False)}
+
+# %% ../nbs/90_profile.ipynb #5d39daac
+def embedded_dir() -> Path:
+    "The folder of the profiled dataset shipped with maplex (`maplex/assets/profiled`)."
+    return Path(str(resources.files('maplex') / 'assets' / 'profiled'))
+
+def load_profile(folder=None  # a `profile_device` output folder; default the embedded dataset
+                ) -> tuple[LatencyTable, DeviceTable]:
+    "The latency table and device table of a profiled folder, ready to join any pool."
+    from maplex.data import read_latency_csv
+    folder = Path(folder) if folder is not None else embedded_dir()
+    if not (folder / LATENCY_FILE).is_file():
+        raise ProfileError(f"{folder} holds no {LATENCY_FILE}: run `maplex profile --out {folder}` to the end "
+                           "(re-running it resumes), or point at a finished profile folder")
+    table = read_latency_csv(folder / LATENCY_FILE)
+    return table, DeviceTable(pd.read_csv(folder / DEVICES_FILE), where=DEVICES_FILE).select(table.devices)
+
+def load_embedded() -> tuple[LatencyTable, DeviceTable]:
+    "The embedded dataset: NB201 latencies on one 2-vCPU virtual machine under several runtime settings."
+    return load_profile(embedded_dir())
 
 # %% ../nbs/90_profile.ipynb #96b6c8ee
 def build_profile_parser(subparsers=None  # an argparse sub-parsers object (the `maplex` CLI); None: a standalone parser

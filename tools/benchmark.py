@@ -49,7 +49,7 @@ def main(argv=None) -> int:
                 m = evaluation.get_method(method)
                 task = evaluation.make_task(table, devices, "P-X6", target, args.k, rep, m.probe_archs)
                 t0 = time.perf_counter()
-                fitted = m.fit(task, seed=rep) if isinstance(m, evaluation.MapleXMethod) else m.fit(task)
+                fitted = m.fit(task, seed=rep)
                 fitted.predict(cells)
                 rows.append(dict(method=method, target=target, repeat=rep, seconds=time.perf_counter() - t0))
         secs = [r["seconds"] for r in rows if r["method"] == method]
