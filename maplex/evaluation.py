@@ -20,11 +20,11 @@ from scipy import stats
 from . import data, nb201
 
 # %% auto #0
-__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'METRIC_COLS', 'ORDER', 'Protocol', 'get_protocol',
-           'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics', 'ClosestDeviceLinear', 'FlopsLinear',
-           'MapleXMethod', 'register_method', 'get_method', 'score_task', 'evaluate_one', 'run', 'load_results',
-           'summarise', 'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots',
-           'plot_pred_vs_true']
+__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'METRIC_COLS', 'ORDER', 'METRIC_NAMES', 'Protocol',
+           'get_protocol', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics', 'ClosestDeviceLinear',
+           'FlopsLinear', 'MapleXMethod', 'register_method', 'get_method', 'score_task', 'evaluate_one', 'run',
+           'load_results', 'summarise', 'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k',
+           'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects', 'overview']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
 @dataclass(frozen=True)
@@ -416,3 +416,41 @@ def plot_pred_vs_true(method: str, protocol: str, target: str, k: int = 3, seed:
     ax.set(xlabel="measured ms", ylabel="predicted ms",
            title=f"{method} on {target} (k = {k}): acc10 = {metrics(pred, true)['acc10']:.2f}")
     return ax.figure
+
+# %% ../nbs/80_evaluation.ipynb #f236d810
+def paired_effects(df: pd.DataFrame, # rows from `run`, holding both methods on the same (target, k, seed) draws
+                   base: str, # the method without the component
+                   other: str, # the method with it
+                   k: int = 3, # adaptation budget
+                   metric: str = "acc10", # column compared
+                  ) -> pd.DataFrame:
+    "Per target and overall: mean ± std over seeds of `other` − `base`, and the share of seeds `other` wins."
+    g = df[(df.k == k) & df.method.isin([base, other])].pivot_table(index=["target", "seed"], columns="method", values=metric)
+    if base not in g or other not in g:
+        raise ValueError(f"paired_effects needs rows of both {base!r} and {other!r} at k = {k}.")
+    diff = (g[other] - g[base]).dropna().rename("diff").reset_index()
+    overall = diff.groupby("seed")["diff"].mean().to_frame().assign(target="mean")  # mean over targets, per seed
+    rows = pd.concat([diff, overall.reset_index()])
+    out = rows.groupby("target", sort=False)["diff"].agg(["mean", "std", "count"])
+    out["wins"] = rows.assign(w=rows["diff"] > 0).groupby("target", sort=False)["w"].mean()
+    return out.rename(columns={"count": "seeds"})
+
+# %% ../nbs/80_evaluation.ipynb #7b37914f
+METRIC_NAMES = {"acc10": "±10 %", "acc5": "±5 %", "spearman": "Spearman", "kendall": "Kendall", "mape": "MAPE",
+                "help_spearman": "Spearman (HELP view)", "help_acc10": "±10 % (HELP view)"}
+
+def overview(runs: dict[str, pd.DataFrame], # protocol name -> rows from `run`
+             columns: Iterable[tuple[str, int, str]], # one (protocol, k, metric) per column
+            ) -> pd.DataFrame:
+    "One row per method, one column per (protocol, k, metric): 'mean ± std' over seeds of the mean over targets."
+    out = {}
+    for proto, k, metric in columns:
+        df = runs[proto]
+        if not (df.k == k).any(): raise ValueError(f"{proto} has no rows at k = {k}; its ks are {sorted(df.k.unique())}.")
+        s = summarise(df[df.k == k], metric).reset_index().set_index("method")
+        out[f"{proto}, k = {k}: {METRIC_NAMES.get(metric, metric)}"] = (
+            s["mean"].map("{:.3f}".format) + " ± " + s["std"].fillna(0).map("{:.3f}".format))
+    t = pd.DataFrame(out)
+    probes = pd.concat(runs.values()).groupby("method").budget.first().str.split("+").str[1].astype(int)
+    t.insert(0, "probes p", probes.reindex(t.index))
+    return t.loc[_ordered(t.index)].fillna("–")
