@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import tempfile
@@ -18,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, data, evaluation, nb201, profile
+from . import help as _help  # noqa: F401  registers the "help" method (lesson 85) with the evaluation
 from .regressor import torch_threads
 
 # %% auto #0
-__all__ = ['DEMO_METHODS', 'cmd_info', 'cmd_download', 'cmd_probes', 'read_samples', 'fit_method', 'predict_device',
-           'cmd_predict', 'cmd_evaluate', 'holdout_task', 'leave_one_setting_out', 'demo_report', 'public_pool_hint',
-           'cmd_demo', 'build_parser', 'main']
+__all__ = ['DEMO_METHODS', 'cmd_info', 'cmd_download', 'cmd_probes', 'read_samples', 'predict_device', 'cmd_predict',
+           'cmd_evaluate', 'holdout_task', 'leave_one_setting_out', 'demo_report', 'public_pool_hint', 'cmd_demo',
+           'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #8674ba40
 def cmd_info(args) -> int:
@@ -66,14 +66,6 @@ def read_samples(path) -> pd.Series:
     return pd.Series(ms.to_numpy(float), index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
 # %% ../nbs/99_cli.ipynb #d50970af
-def fit_method(method, # a method object of `evaluation.METHODS`
-               task: evaluation.Task, # what it may know of the target
-               seed: int = 0, # training seed, for methods whose `fit` takes one (the MAPLE-X family)
-              ):
-    "Fit a method on a task, passing the seed where its `fit` accepts one."
-    takes_seed = "seed" in inspect.signature(method.fit).parameters
-    return method.fit(task, seed=seed) if takes_seed else method.fit(task)
-
 def predict_device(train: data.LatencyTable, # training devices' latencies
                    devices: data.DeviceTable, # specs of the training devices and the target
                    target: str, # name of the target (a row of `devices`, not a column of `train`)
@@ -104,7 +96,7 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
     task = evaluation.Task(train, devices, target, samples.rename(target), probes)
     cells = np.arange(nb201.N_ARCHS)
     with torch_threads(threads):
-        fitted = fit_method(m, task, seed)
+        fitted = m.fit(task, seed=seed)
         ms = fitted.predict(cells)
     return pd.DataFrame({"arch_index": cells, "arch_str": nb201.all_arch_strs(), "latency_ms": ms})
 
@@ -184,7 +176,7 @@ def leave_one_setting_out(table: data.LatencyTable, # every setting's latencies,
             if not len(cells): raise data.DataError("the table holds no test cells (arch index 900 and up) to score.")
             t0 = time.perf_counter()
             with torch_threads(threads):
-                fitted = fit_method(method, task, seed)
+                fitted = method.fit(task, seed=seed)
                 pred = fitted.predict(cells)
             rows.append(dict(protocol=protocol, method=name, target=target, k=k, seed=seed, budget=task.budget,
                              n_test=len(cells), fit_predict_s=round(time.perf_counter() - t0, 3),

@@ -577,10 +577,11 @@ def _measured(out: Path, devices: Sequence[str]) -> dict[str, set[int]]:
 # %% ../nbs/90_profile.ipynb #5c143264
 def _measure_archs(out: Path, settings: Sequence[Setting], prefix: str, archs: np.ndarray, warmup: int, repeats: int,
                    seed: int, progress: bool, on_arch: Callable[[int], None] | None) -> int:
-    "Time every (arch, setting) not measured yet, appending each result to its partial file; return how many."
+    "Time every (arch, setting) not measured yet, in a seeded random order, appending each result to its partial file."
     devices = [s.device(prefix) for s in settings]
     done = _measured(out, devices)
     todo = [int(a) for a in archs if any(int(a) not in done[d] for d in devices)]
+    todo = [todo[i] for i in np.random.default_rng(seed).permutation(len(todo))]  # interleave pool and test cells in time
     writers = {d: _RowWriter(out / PARTIAL_DIR / f'{d}.csv', ('arch_index', *STAT_COLS)) for d in devices}
     inputs = {s.batch: make_input((s.batch, *INPUT_SHAPE), seed) for s in settings}
     count = 0
