@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact command that produced the embedded dataset maplex/assets/profiled/ (see its README.md).
 # Run from the repository root with maplex installed (e.g. `make dev`) and the onnx extra
-# (pip install 'maplex[onnx]'). It takes about half an hour on a 2-vCPU machine; if it is
+# (pip install 'maplex[onnx]'). It takes about a quarter of an hour on an otherwise idle 2-vCPU machine; if it is
 # interrupted, run it again: it resumes where it stopped and loses nothing it measured.
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
