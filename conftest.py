@@ -20,3 +20,16 @@ def _collect_with_counts(self):
 
 
 _nbval.IPyNbFile.collect = _collect_with_counts
+
+
+import pytest
+
+
+@pytest.fixture
+def one_thread():
+    "Run a test with torch on one thread: on a busy 2-core machine a 2-thread forward pass waits for a core."
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,13 +18,7 @@ HAS_ORT = all(__import__('importlib').util.find_spec(m) is not None for m in ('o
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime/onnx not installed (pip install 'maplex[onnx]')")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Run single-threaded: on a busy machine a 2-thread forward pass waits for a core (10-50x slower)."
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _session(model_bytes):

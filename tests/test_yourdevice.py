@@ -14,13 +14,7 @@ from maplex.profile import ProfileError, parse_setting
 ENV = dict(cpu_model='Test CPU', logical_cpus=4, cores=2, max_clock_ghz=3.2, clock_source='test', hypervisor='')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Run single-threaded: the machine is shared."
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture
