@@ -63,6 +63,8 @@ wheel: dev
 	  assert '/tmp/maplex-wheel-venv/' in maplex.__file__, maplex.__file__; \
 	  print('wheel ok:', maplex.__version__, maplex.__file__, m.N_ARCHS)"
 	cd /tmp && /tmp/maplex-wheel-venv/bin/maplex --help >/dev/null
+	@echo "the demo from the wheel, with no public data and an empty cache (what a fresh, offline machine has):"
+	cd /tmp && env -u MAPLEX_DATA MAPLEX_CACHE=$$(mktemp -d) /tmp/maplex-wheel-venv/bin/maplex demo
 
 clean:
 	rm -rf _docs _proc dist build artifacts *.egg-info
