@@ -120,12 +120,14 @@ def cmd_predict(args) -> int:
 
 # %% ../nbs/99_cli.ipynb #8c0c7ff2
 def cmd_evaluate(args) -> int:
-    "Run a protocol and write results.csv, summary.md and plots into --out."
+    "Run a protocol; write results.csv, and a summary and plots of every row the folder now holds, into --out."
     out = Path(args.out)
     df = evaluation.run(args.protocol, args.methods, ks=args.k, seeds=range(args.seeds), out=out / "results.csv",
                         targets=args.targets, workers=args.workers, force=args.force)
-    (out / f"summary_{args.protocol}.md").write_text(evaluation.report(df))
-    for name, fig in evaluation.plots(df).items():
+    held = evaluation.load_results(out / "results.csv")  # earlier runs into the same folder included
+    held = held[held.protocol == evaluation.get_protocol(args.protocol).name]
+    (out / f"summary_{args.protocol}.md").write_text(evaluation.report(held))
+    for name, fig in evaluation.plots(held).items():
         fig.savefig(out / f"{args.protocol}_{name}.png", dpi=80, bbox_inches="tight")
     print(evaluation.report(df))
     return 0

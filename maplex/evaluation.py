@@ -361,7 +361,8 @@ def report(df: pd.DataFrame) -> str:
 def plot_per_device(df: pd.DataFrame, k: int = 3, metric: str = "acc10", ax=None):
     "Grouped bars: `metric` per target device (mean over seeds), one bar per method."
     import matplotlib.pyplot as plt
-    t = per_device(df, metric, k)[_ordered(df.method.unique())]
+    t = per_device(df, metric, k)
+    t = t[_ordered(t.columns)]  # the methods that ran at this k
     ax = ax or plt.subplots(figsize=(7, 3.2), dpi=80)[1]
     t.plot.bar(ax=ax, width=0.8, rot=30)
     ax.set(ylabel=metric, xlabel="", ylim=(0, 1), title=f"{df.protocol.iloc[0]}, k = {k}")

@@ -326,3 +326,16 @@ def test_closest_linear_needs_training_devices_on_every_cell(capsys, tmp_path):
     data.write_latency_csv(table.select(train), tmp_path / "train_full.csv")
     assert main(argv(tmp_path / "train_full.csv", tmp_path / "y.csv")) == 0
     assert len(pd.read_csv(tmp_path / "y.csv")) == nb201.N_ARCHS
+
+
+@needs_data
+def test_evaluate_writes_results_and_a_summary_of_the_whole_folder(tmp_path, capsys):
+    common = ["--protocol", "P-X6", "--k", "3", "--seeds", "2", "--targets", "gold_6226", "--workers", "1",
+              "--out", str(tmp_path)]
+    assert main(["evaluate", "--methods", "closest-linear", "flops-linear", *common]) == 0
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 4
+    assert main(["evaluate", "--methods", "closest-linear", *common]) == 0  # nothing new to compute
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 4
+    summary = (tmp_path / "summary_P-X6.md").read_text()
+    assert "flops-linear" in summary and "closest-linear" in summary  # the folder's rows, not only this call's
+    assert (tmp_path / "P-X6_per_device_k3.png").is_file()
