@@ -148,10 +148,9 @@ def holdout_task(table: data.LatencyTable, # every setting's latencies; the targ
     if len(table.devices) < 2: raise data.DataError("leave-one-out needs at least two columns: one to hold out, one to train on.")
     col, probe_archs = table[target], list(probe_archs)
     pool = np.intersect1d(table.archs, np.asarray(data.POOL))  # the pool cells measured for the target
-    if not 1 <= k <= len(pool): raise data.DataError(f"k = {k}: use 1..{len(pool)} (the table holds {len(pool)} pool cells).")
     if missing := [i for i in probe_archs if i not in col.index]:
         raise data.DataError(f"the table has no latency of the probe cell(s) {missing}; profile them too.")
-    cells = np.sort(np.random.default_rng(seed).choice(pool, size=k, replace=False))  # as `evaluation.draw_samples`
+    cells = evaluation.draw_samples(k, seed, pool)  # on a table holding the whole pool: the protocols' draw
     train = [d for d in table.devices if d != target]
     probes = col.loc[probe_archs].rename(target) if probe_archs else None
     return evaluation.Task(table.select(train), devices.select([*train, target]), target, col.loc[cells].rename(target), probes)

@@ -81,11 +81,13 @@ class Task:
 # %% ../nbs/80_evaluation.ipynb #95ec9d19
 def draw_samples(k: int, # number of adaptation samples
                  seed: int, # seed of the draw; the same (k, seed) gives the same cells for every method
+                 pool: Iterable[int] | None = None, # cells to draw from (default: the protocol pool 0..899)
                 ) -> np.ndarray:
     "Arch indices of k samples drawn uniformly without replacement from the pool."
-    if not 1 <= k <= len(data.POOL):
-        raise data.DataError(f"k = {k} adaptation samples: use 1..{len(data.POOL)} (the pool has {len(data.POOL)} cells).")
-    return np.sort(np.random.default_rng(seed).choice(np.asarray(data.POOL), size=k, replace=False))
+    pool = np.asarray(data.POOL if pool is None else list(pool))
+    if not 1 <= k <= len(pool):
+        raise data.DataError(f"k = {k} adaptation samples: use 1..{len(pool)} (the pool has {len(pool)} cells).")
+    return np.sort(np.random.default_rng(seed).choice(pool, size=k, replace=False))
 
 # %% ../nbs/80_evaluation.ipynb #10464b98
 def make_task(table: data.LatencyTable, # every device's latencies (the target's column is read at k + p cells only)
