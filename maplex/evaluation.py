@@ -22,8 +22,8 @@ from . import data, nb201
 # %% auto #0
 __all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'METRIC_COLS', 'ORDER', 'METRIC_NAMES', 'Protocol',
            'get_protocol', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics', 'ClosestDeviceLinear',
-           'FlopsLinear', 'MapleXMethod', 'register_method', 'get_method', 'score_task', 'evaluate_one', 'run',
-           'load_results', 'summarise', 'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k',
+           'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'register_method', 'get_method', 'score_task', 'evaluate_one',
+           'run', 'load_results', 'summarise', 'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k',
            'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects', 'overview']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
@@ -177,6 +177,21 @@ class FlopsLinear:
     def predict(self, archs) -> np.ndarray:
         return self.a * nb201.cost_table().flops_m.loc[nb201.arch_indices(archs)].to_numpy() + self.b
 
+# %% ../nbs/80_evaluation.ipynb #32ddf0af
+class ProbeLUT:
+    "Baseline: the layer-wise table solved from the 5 declared probe cells (lesson 60); it ignores the k samples."
+    name = "lut"
+    @property
+    def probe_archs(self) -> tuple[int, ...]:
+        from maplex.descriptors import PROBES
+        return tuple(PROBES)
+    def fit(self, task: Task, seed: int = 0) -> "ProbeLUT":
+        from maplex.lut import LayerwiseLUT
+        self.lut = LayerwiseLUT.from_probes(task.probes)
+        self.floor = 0.5 * float(task.probes.min())  # as in MapleX: no cell is under half the cheapest probe
+        return self
+    def predict(self, archs) -> np.ndarray: return np.maximum(self.lut.predict(archs), self.floor)
+
 # %% ../nbs/80_evaluation.ipynb #5c3c877b
 class MapleXMethod:
     "A `MapleX` configuration as an evaluation method."
@@ -197,7 +212,9 @@ class MapleXMethod:
 METHODS: dict[str, Callable[[], object]] = {
     "closest-linear": ClosestDeviceLinear,
     "flops-linear": FlopsLinear,
-    "maple": lambda: MapleXMethod("maple", virtual=False, spec_weighting=False),
+    "lut": ProbeLUT,
+    "maple": lambda: MapleXMethod("maple", virtual=False, spec_weighting=False, regressor_share=1.0),
+    "maple-lut": lambda: MapleXMethod("maple-lut", virtual=False, spec_weighting=False),  # MAPLE + the probe-table blend (ablation)
     "maple-x1": lambda: MapleXMethod("maple-x1", spec_weighting=False),
     "maple-x": lambda: MapleXMethod("maple-x"),
 }  # the rows every results table carries; HELP registers itself in lesson 85
@@ -334,7 +351,7 @@ def per_device(df: pd.DataFrame, metric: str = "acc10", k: int = 3) -> pd.DataFr
 
 # %% ../nbs/80_evaluation.ipynb #b24a077e
 METRIC_COLS = ["acc10", "acc5", "spearman", "kendall", "mape", "help_spearman", "help_acc10"]
-ORDER = ["closest-linear", "flops-linear", "help", "maple", "maple-x1", "maple-x"]  # table row order
+ORDER = ["closest-linear", "flops-linear", "lut", "help", "maple", "maple-lut", "maple-x1", "maple-x"]  # table row order
 
 def _ordered(methods) -> list[str]:
     return sorted(methods, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
@@ -384,12 +401,13 @@ def plot_vs_k(df: pd.DataFrame, metric: str = "acc10", ax=None):
     return ax.figure
 
 def plot_ablation(df: pd.DataFrame, k: int = 3, metric: str = "acc10", ax=None):
-    "MAPLE → MAPLE-X1 → MAPLE-X on the same draws: mean ± std over seeds."
+    "The probe table, then MAPLE → (+ blend) → MAPLE-X1 → MAPLE-X on the same draws: mean ± std over seeds."
     import matplotlib.pyplot as plt
     s = summarise(df[df.k == k], metric).reset_index().set_index("method")
-    names = [m for m in ["maple", "maple-x1", "maple-x"] if m in s.index]
-    ax = ax or plt.subplots(figsize=(4, 3), dpi=80)[1]
-    ax.bar(names, s.loc[names, "mean"], yerr=s.loc[names, "std"].fillna(0), capsize=4, color=["0.6", "tab:orange", "tab:blue"][:len(names)])
+    colours = {"lut": "0.8", "maple": "0.6", "maple-lut": "tab:green", "maple-x1": "tab:orange", "maple-x": "tab:blue"}
+    names = [m for m in colours if m in s.index]
+    ax = ax or plt.subplots(figsize=(4.5, 3), dpi=80)[1]
+    ax.bar(names, s.loc[names, "mean"], yerr=s.loc[names, "std"].fillna(0), capsize=4, color=[colours[m] for m in names])
     ax.set(ylabel=metric, title=f"ablation, k = {k}", ylim=(0, 1))
     return ax.figure
 

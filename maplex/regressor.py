@@ -347,6 +347,7 @@ class MapleXSettings:
     bound: float = 0.05  # neighbourhood bound (relative latency deviation)
     max_size: int = 30  # neighbours per sample (chosen by inner leave-one-device-out; the paper used 5-10)
     calib_reg: float = 1.0  # ridge lambda pulling the calibration slope towards 1
+    regressor_share: float = 0.25  # beta: ln pred = beta ln(regressor) + (1 - beta) ln LUT(a), the probe table (ours; 1 = regressor only)
     hidden: tuple[int, ...] = (64, 64)  # regressor hidden widths
     steps: int = 400  # regressor Adam steps (full batch)
     lr: float = 3e-3  # regressor peak learning rate
@@ -356,6 +357,8 @@ class MapleXSettings:
     def __post_init__(self):
         get_descriptor(self.descriptor)  # an unknown kind fails here, not at fit time
         if self.transform not in TRANSFORMS: raise RegressorError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}.")
+        if not 0.0 <= self.regressor_share <= 1.0:
+            raise RegressorError(f"regressor_share is a blend weight in [0, 1], got {self.regressor_share}.")
         if min(self.target_weight, self.virtual_weight) <= 0 or self.calib_reg < 0:
             raise RegressorError("target_weight and virtual_weight must be > 0, and calib_reg >= 0.")
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -363,12 +366,13 @@ class MapleXSettings:
 # %% ../nbs/70_regressor.ipynb #0a5c58f4
 class MapleX(MapleXSettings):
     "MAPLE, MAPLE-X1 and MAPLE-X in one estimator: fit on training devices plus a target's few measurements."
-    regressor, target = None, None  # set by fit (or load)
+    regressor, target, lut_, lut_floor_ = None, None, None, 0.0  # set by fit (or load)
 
     @property
     def probe_archs(self) -> tuple[int, ...]:
-        "Probe cells to measure on the target: the descriptor's, plus `PROBES` for the layer-wise table when virtual."
-        return tuple(dict.fromkeys([*get_descriptor(self.descriptor).probes, *(PROBES if self.virtual else ())]))
+        "Probe cells to measure on the target: the descriptor's, plus `PROBES` for the layer-wise table (virtual labels, blend)."
+        lut = self.virtual or self.regressor_share < 1
+        return tuple(dict.fromkeys([*get_descriptor(self.descriptor).probes, *(PROBES if lut else ())]))
 
     @property
     def n_probes(self) -> int:
@@ -400,6 +404,8 @@ class MapleX(MapleXSettings):
         z = _log(self.regressor.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
         fitted = fit_calibration(z, np.log(cells.to_numpy()) - self.level_, cw / self.target_weight, self.calib_reg)
         self.calibration_ = fitted if self.calibrate else (1.0, 0.0)  # (alpha, beta)
+        self.lut_ = LayerwiseLUT.from_probes(probes) if self.regressor_share < 1 else None  # the target's probe table
+        self.lut_floor_ = 0.5 * float(probes.min()) if self.regressor_share < 1 else 0.0  # no cell is under half the cheapest probe
         self.target, self.fit_seconds_ = target, time.perf_counter() - start
         return self
 
@@ -409,7 +415,11 @@ class MapleX(MapleXSettings):
         if self.regressor is None: raise NotFittedError("this MapleX is not fitted: call fit(...) or MapleX.load(path) first.")
         z = _log(self.regressor.predict(join_features(encode(archs), self.descriptor_)))  # (n,)
         a, b = self.calibration_
-        return np.exp(a * z + b + self.level_)  # ln l = a z + b + m_t
+        ln = a * z + b + self.level_  # the regressor's ln l = a z + b + m_t
+        if self.regressor_share < 1:  # blend with the probe table in log space
+            lut = np.maximum(self.lut_.predict(archs), self.lut_floor_)
+            ln = self.regressor_share * ln + (1 - self.regressor_share) * np.log(lut)
+        return np.exp(ln)
 
     def save(self, path) -> Path: return save_maplex(self, path)  # see `save_maplex`
     @classmethod
@@ -417,7 +427,7 @@ class MapleX(MapleXSettings):
 
 # %% ../nbs/70_regressor.ipynb #51ea4dc5
 MAPLEX_FORMAT = "maplex.MapleX"  # the `format` of a saved MapleX
-MAPLEX_KEYS = {"format", "version", "settings", "target", "descriptor_values", "level", "calibration", "regressor"}
+MAPLEX_KEYS = {"format", "version", "settings", "target", "descriptor_values", "level", "calibration", "regressor", "lut"}
 
 def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
                 path,  # folder to write config.json and weights.pt into
@@ -427,7 +437,9 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
     settings = {f.name: getattr(model, f.name) for f in fields(MapleXSettings)}
     config = dict(format=MAPLEX_FORMAT, version=FORMAT_VERSION, settings={**settings, "hidden": list(model.hidden)},
                   target=model.target, descriptor_values=[float(v) for v in model.descriptor_], level=float(model.level_),
-                  calibration=list(model.calibration_), regressor=model.regressor.get_config())
+                  calibration=list(model.calibration_), regressor=model.regressor.get_config(),
+                  lut=None if model.lut_ is None else dict(edge_ms=model.lut_.edge_ms.to_dict(), const_ms=model.lut_.const_ms,
+                                                           floor_ms=model.lut_floor_))
     return write_model(path, config, model.regressor.state_dict())
 
 def load_maplex(path  # folder written by `save_maplex`
@@ -441,11 +453,16 @@ def load_maplex(path  # folder written by `save_maplex`
     model.target, model.level_ = config["target"], float(config["level"])
     model.descriptor_ = np.asarray(config["descriptor_values"], dtype=np.float32)
     model.calibration_ = tuple(float(v) for v in config["calibration"])
+    lut = config["lut"]
+    if (lut is None) != (model.regressor_share >= 1):
+        raise ConfigError(f"{path}/config.json: a regressor_share below 1 needs the probe table ('lut'), and only then.")
+    model.lut_ = None if lut is None else LayerwiseLUT(lut["edge_ms"], lut["const_ms"], n_probes=len(PROBES), source="saved")
+    model.lut_floor_ = 0.0 if lut is None else float(lut["floor_ms"])
     return model
 
 # %% ../nbs/70_regressor.ipynb #459fe9fd
 VARIANTS: dict[str, dict] = {
-    "MAPLE": dict(virtual=False, spec_weighting=False),  # descriptor + target samples with extra weight
+    "MAPLE": dict(virtual=False, spec_weighting=False, regressor_share=1.0),  # descriptor + target samples with extra weight
     "MAPLE-X1": dict(spec_weighting=False),  # + virtual examples from latency neighbourhoods
     "MAPLE-X": dict(),  # + hardware-spec importance weighting
 }

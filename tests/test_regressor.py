@@ -199,7 +199,7 @@ def test_variants_are_switches(pool, name):
 
 def test_spec_descriptor_needs_no_probes(pool):
     train, devices, samples, _, _ = pool
-    m = MapleX(descriptor="spec", virtual=False, **FAST)
+    m = MapleX(descriptor="spec", virtual=False, regressor_share=1.0, **FAST)
     assert m.n_probes == 0 and m.probe_archs == ()
     assert m.fit(train, devices, "target", samples).predict([0, 1]).shape == (2,)
 
