@@ -186,11 +186,10 @@ class ProbeLUT:
         from maplex.descriptors import PROBES
         return tuple(PROBES)
     def fit(self, task: Task, seed: int = 0) -> "ProbeLUT":
-        from maplex.lut import LayerwiseLUT
-        self.lut = LayerwiseLUT.from_probes(task.probes)
-        self.floor = 0.5 * float(task.probes.min())  # as in MapleX: no cell is under half the cheapest probe
+        from maplex.lut import ProbeTable
+        self.table = ProbeTable.from_probes(task.probes)  # floored as in MapleX's blend
         return self
-    def predict(self, archs) -> np.ndarray: return np.maximum(self.lut.predict(archs), self.floor)
+    def predict(self, archs) -> np.ndarray: return self.table.predict(archs)
 
 # %% ../nbs/80_evaluation.ipynb #5c3c877b
 class MapleXMethod:

@@ -14,8 +14,8 @@ from .descriptors import PROBES
 from .nb201 import N_CELLS, OPS, STAGES, ArchLike, arch_indices, arch_str, op_counts, op_ids
 
 # %% auto #0
-__all__ = ['STAGE_NAMES', 'LUTError', 'UnknownOpError', 'MissingProbesError', 'edge_cost', 'lut_design', 'solve_edge_costs',
-           'LayerwiseLUT', 'neighbourhood_pearson', 'virtual_labels']
+__all__ = ['STAGE_NAMES', 'FLOOR_SHARE', 'LUTError', 'UnknownOpError', 'MissingProbesError', 'edge_cost', 'lut_design',
+           'solve_edge_costs', 'LayerwiseLUT', 'ProbeTable', 'neighbourhood_pearson', 'virtual_labels']
 
 # %% ../nbs/60_lut.ipynb #c6fe2951
 STAGE_NAMES: tuple[str, ...] = tuple(f'{c}x{s}x{s}' for c, s in STAGES)  # feature map (channels x side x side) of each stage's cells
@@ -138,6 +138,31 @@ class LayerwiseLUT:
     def __repr__(self) -> str:
         costs = ', '.join(f'{o}={v:.3g}' for o, v in self.edge_ms.items())
         return f"LayerwiseLUT({self.source}, n_probes={self.n_probes}, const_ms={self.const_ms:.3g} ms, edge_ms: {costs})"
+
+# %% ../nbs/60_lut.ipynb #e183dc4a
+FLOOR_SHARE: float = 0.5  # a probe-table prediction is never below this share of the cheapest probe's latency
+
+class ProbeTable:
+    "The target's layer-wise table as a latency predictor: LUT(a) from its probe cells, floored at `floor_ms`."
+    def __init__(self,
+                 lut: LayerwiseLUT,  # the table
+                 floor_ms: float = 0.0):  # the smallest latency it predicts, ms
+        if not (np.isfinite(floor_ms) and floor_ms >= 0): raise LUTError(f"floor_ms must be finite and >= 0 ms, got {floor_ms}")
+        self.lut, self.floor_ms = lut, float(floor_ms)
+
+    @classmethod
+    def from_probes(cls, probes: pd.Series,  # target latency (ms) by arch index; must cover `archs`
+                    archs: Sequence[int] = PROBES):  # probe cells, default the declared PROBES
+        "The table solved from the probe cells, floored at `FLOOR_SHARE` times the cheapest of them."
+        lut = LayerwiseLUT.from_probes(probes, archs)
+        return cls(lut, FLOOR_SHARE * float(_probe_ms(probes, arch_indices(archs)).min()))
+
+    def predict(self, archs: ArchLike | Sequence[ArchLike]  # arch strings and/or indices
+               ) -> np.ndarray:
+        "Predicted latency (ms) on the target, float64 (n,), never below `floor_ms`."
+        return np.maximum(self.lut.predict(archs), self.floor_ms)
+
+    def __repr__(self) -> str: return f"ProbeTable(floor_ms={self.floor_ms:.3g}, {self.lut!r})"
 
 # %% ../nbs/60_lut.ipynb #44b59f65
 def _groups(refs: Sequence[int], neigh: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

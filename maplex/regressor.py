@@ -19,15 +19,15 @@ import torch
 from . import nb201
 from .data import DeviceTable, LatencyTable
 from .descriptors import PROBES, Descriptor, encode, get_descriptor, join_features, probe_latencies
-from .lut import LayerwiseLUT, virtual_labels
+from .lut import LayerwiseLUT, ProbeTable, virtual_labels
 from .neighbourhoods import neighbourhoods
 from .weighting import spec_weights
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_KEYS', 'VARIANTS', 'RegressorError', 'NotFittedError',
-           'ConfigError', 'torch_threads', 'mlp', 'train_full_batch', 'write_model', 'read_model', 'LatencyRegressor',
-           'TaskError', 'task_level', 'virtual_examples', 'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleX',
-           'save_maplex', 'load_maplex', 'variant']
+__all__ = ['FORMAT_VERSION', 'TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS', 'RegressorError',
+           'NotFittedError', 'ConfigError', 'torch_threads', 'mlp', 'train_full_batch', 'write_model', 'read_model',
+           'LatencyRegressor', 'TaskError', 'task_level', 'virtual_examples', 'fit_calibration', 'device_rows',
+           'MapleXSettings', 'MapleX', 'save_maplex', 'load_maplex', 'variant']
 
 # %% ../nbs/70_regressor.ipynb #e86348bf
 class RegressorError(ValueError):
@@ -123,6 +123,7 @@ def write_model(path,  # a folder; created if needed
 def read_model(path,  # a folder written by `write_model`
                fmt: str,  # the `format` the config must declare
                keys: set[str],  # exactly the keys the config must have
+               version: int = FORMAT_VERSION,  # the `version` the config must declare
               ) -> tuple[dict, dict[str, torch.Tensor]]:
     "Read and check a folder written by `write_model`; the weights are loaded with `weights_only=True`."
     path = Path(path)
@@ -131,9 +132,9 @@ def read_model(path,  # a folder written by `write_model`
     config = json.loads((path / "config.json").read_text())
     if not isinstance(config, dict) or config.get("format") != fmt:
         raise ConfigError(f"{path} holds a {config.get('format') if isinstance(config, dict) else None!r}, not a {fmt!r}.")
-    if config.get("version") != FORMAT_VERSION:
+    if config.get("version") != version:
         raise ConfigError(f"{path} was saved with format version {config.get('version')!r}; this maplex reads "
-                          f"version {FORMAT_VERSION}. Re-fit and save it with this version.")
+                          f"version {version}. Re-fit and save it with this version.")
     if unknown := sorted(set(config) - keys): raise ConfigError(f"{path}/config.json has unknown keys {unknown}.")
     if missing := sorted(keys - set(config)): raise ConfigError(f"{path}/config.json lacks keys {missing}.")
     try: state = torch.load(path / "weights.pt", weights_only=True)  # tensors and plain containers only: never runs code
@@ -366,7 +367,7 @@ class MapleXSettings:
 # %% ../nbs/70_regressor.ipynb #0a5c58f4
 class MapleX(MapleXSettings):
     "MAPLE, MAPLE-X1 and MAPLE-X in one estimator: fit on training devices plus a target's few measurements."
-    regressor, target, lut_, lut_floor_ = None, None, None, 0.0  # set by fit (or load)
+    regressor, target, lut_ = None, None, None  # set by fit (or load)
 
     @property
     def probe_archs(self) -> tuple[int, ...]:
@@ -404,8 +405,7 @@ class MapleX(MapleXSettings):
         z = _log(self.regressor.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
         fitted = fit_calibration(z, np.log(cells.to_numpy()) - self.level_, cw / self.target_weight, self.calib_reg)
         self.calibration_ = fitted if self.calibrate else (1.0, 0.0)  # (alpha, beta)
-        self.lut_ = LayerwiseLUT.from_probes(probes) if self.regressor_share < 1 else None  # the target's probe table
-        self.lut_floor_ = 0.5 * float(probes.min()) if self.regressor_share < 1 else 0.0  # no cell is under half the cheapest probe
+        self.lut_ = ProbeTable.from_probes(probes) if self.regressor_share < 1 else None  # the target's probe table (lesson 60)
         self.target, self.fit_seconds_ = target, time.perf_counter() - start
         return self
 
@@ -417,8 +417,7 @@ class MapleX(MapleXSettings):
         a, b = self.calibration_
         ln = a * z + b + self.level_  # the regressor's ln l = a z + b + m_t
         if self.regressor_share < 1:  # blend with the probe table in log space
-            lut = np.maximum(self.lut_.predict(archs), self.lut_floor_)
-            ln = self.regressor_share * ln + (1 - self.regressor_share) * np.log(lut)
+            ln = self.regressor_share * ln + (1 - self.regressor_share) * np.log(self.lut_.predict(archs))
         return np.exp(ln)
 
     def save(self, path) -> Path: return save_maplex(self, path)  # see `save_maplex`
@@ -427,6 +426,7 @@ class MapleX(MapleXSettings):
 
 # %% ../nbs/70_regressor.ipynb #51ea4dc5
 MAPLEX_FORMAT = "maplex.MapleX"  # the `format` of a saved MapleX
+MAPLEX_VERSION = 2  # of a saved MapleX; 2 added the probe table (key "lut")
 MAPLEX_KEYS = {"format", "version", "settings", "target", "descriptor_values", "level", "calibration", "regressor", "lut"}
 
 def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
@@ -435,17 +435,17 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
     "Save a fitted MapleX: settings and target-side numbers as JSON, the network as tensors."
     if model.regressor is None: raise NotFittedError("nothing to save: fit (or load) the MapleX first.")
     settings = {f.name: getattr(model, f.name) for f in fields(MapleXSettings)}
-    config = dict(format=MAPLEX_FORMAT, version=FORMAT_VERSION, settings={**settings, "hidden": list(model.hidden)},
+    config = dict(format=MAPLEX_FORMAT, version=MAPLEX_VERSION, settings={**settings, "hidden": list(model.hidden)},
                   target=model.target, descriptor_values=[float(v) for v in model.descriptor_], level=float(model.level_),
                   calibration=list(model.calibration_), regressor=model.regressor.get_config(),
-                  lut=None if model.lut_ is None else dict(edge_ms=model.lut_.edge_ms.to_dict(), const_ms=model.lut_.const_ms,
-                                                           floor_ms=model.lut_floor_))
+                  lut=None if model.lut_ is None else dict(edge_ms=model.lut_.lut.edge_ms.to_dict(), const_ms=model.lut_.lut.const_ms,
+                                                           floor_ms=model.lut_.floor_ms))
     return write_model(path, config, model.regressor.state_dict())
 
 def load_maplex(path  # folder written by `save_maplex`
                ) -> MapleX:
     "Rebuild a saved MapleX for prediction; refuses other formats and versions, and unknown settings."
-    config, state = read_model(path, MAPLEX_FORMAT, MAPLEX_KEYS)
+    config, state = read_model(path, MAPLEX_FORMAT, MAPLEX_KEYS, MAPLEX_VERSION)
     if unknown := sorted(set(config["settings"]) - {f.name for f in fields(MapleXSettings)}):
         raise ConfigError(f"{path}/config.json has unknown settings {unknown}; it was written by another maplex.")
     model = MapleX(**config["settings"])
@@ -456,8 +456,8 @@ def load_maplex(path  # folder written by `save_maplex`
     lut = config["lut"]
     if (lut is None) != (model.regressor_share >= 1):
         raise ConfigError(f"{path}/config.json: a regressor_share below 1 needs the probe table ('lut'), and only then.")
-    model.lut_ = None if lut is None else LayerwiseLUT(lut["edge_ms"], lut["const_ms"], n_probes=len(PROBES), source="saved")
-    model.lut_floor_ = 0.0 if lut is None else float(lut["floor_ms"])
+    model.lut_ = None if lut is None else ProbeTable(LayerwiseLUT(lut["edge_ms"], lut["const_ms"], n_probes=len(PROBES), source="saved"),
+                                                     float(lut["floor_ms"]))
     return model
 
 # %% ../nbs/70_regressor.ipynb #459fe9fd

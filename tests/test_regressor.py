@@ -255,5 +255,10 @@ def test_maplex_load_refuses_unknown_settings_and_versions(pool, tmp_path):
     _edit(path, settings=config["settings"], version=0)
     with pytest.raises(ConfigError, match="format version 0"):
         MapleX.load(path)
+    # a folder saved before the probe table was part of a MapleX (version 1, no "lut" key) is refused by its version
+    old = {k: v for k, v in config.items() if k != "lut"}
+    (path / "config.json").write_text(json.dumps({**old, "version": 1}))
+    with pytest.raises(ConfigError, match="format version 1; this maplex reads version 2. Re-fit"):
+        MapleX.load(path)
     with pytest.raises(NotFittedError):
         MapleX().save(tmp_path / "nothing")
