@@ -93,3 +93,32 @@ def test_runner_resumes_after_a_kill(tmp_path, tables):
     assert sorted(both.seed.tolist()) == [0, 1, 2]
     assert set(map(tuple, both[KEY].astype(str).to_numpy())) == {
         ("P-X6", "flops-linear", "gold_6226", "3", str(s)) for s in range(3)}
+
+
+# Rows of the committed results (results/<protocol>/results.csv, written by `maplex evaluate`), recomputed from
+# scratch: a clean checkout gives the same numbers. HELP rows are left out here (each needs minutes of meta-training).
+COMMITTED = [("P-X6", "lut", "gold_6240", 3, 0), ("P-X6", "maple", "titanx_1", 3, 3),
+             ("P-X6", "maple-x", "silver_4114", 10, 7), ("P-HELP", "maple-x", "raspi4", 10, 1),
+             ("P-ALL", "closest-linear", "pixel2", 3, 5), ("P-ALL", "maple-x", "pixel3", 3, 2)]
+
+
+@pytest.mark.parametrize("protocol, method, target, k, seed", COMMITTED)
+def test_committed_rows_are_reproduced(tables, protocol, method, target, k, seed):
+    import torch
+    from pathlib import Path
+    from maplex.evaluation import evaluate_one
+    path = Path(__file__).parents[1] / "results" / protocol / "results.csv"
+    done = load_results(path)
+    row = done[(done.method == method) & (done.target == target) & (done.k == k) & (done.seed == seed)]
+    assert len(row) == 1, f"{path} should hold exactly one row for {method, target, k, seed}"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the runner's workers
+    try:
+        new = evaluate_one(method, protocol, target, k, seed, table=tables[0], devices=tables[1])
+    finally:
+        torch.set_num_threads(threads)
+    for m in ["acc10", "acc5", "help_acc10"]:  # shares of ~15,000 cells: a handful of cells of float noise across CPUs
+        assert abs(new[m] - row[m].item()) <= 2e-3, (m, new[m], row[m].item())
+    for m in ["spearman", "kendall", "help_spearman"]:
+        assert abs(new[m] - row[m].item()) <= 1e-3, (m, new[m], row[m].item())
+    assert new["budget"] == row["budget"].item()
