@@ -262,3 +262,15 @@ def test_maplex_load_refuses_unknown_settings_and_versions(pool, tmp_path):
         MapleX.load(path)
     with pytest.raises(NotFittedError):
         MapleX().save(tmp_path / "nothing")
+
+
+def test_regressor_share_acts_at_predict_time_only(pool):
+    # tools/inner_study.py scores several shares from one fit by setting `regressor_share` on a fitted model;
+    # that is only sound while fitting does not depend on the share (for any share below 1).
+    train, devices, samples, probes, _ = pool
+    cells = np.arange(0, 15625, 97)
+    one = MapleX(regressor_share=0.5, **FAST).fit(train, devices, "target", samples, probes)
+    for beta in (0.0, 0.25, 0.9):
+        fresh = MapleX(regressor_share=beta, **FAST).fit(train, devices, "target", samples, probes).predict(cells)
+        one.regressor_share = beta
+        np.testing.assert_allclose(one.predict(cells), fresh, rtol=1e-6)
