@@ -7,6 +7,7 @@ range as the real protocol, because cells measured apart from the pool can sit a
 regressor's share beta in MapleX's final blend with the probe table, for MAPLE and MAPLE-X1.
 
     python tools/inner_study.py --protocol P-X6 --k 3 --seeds 2 --out results/inner/P-X6_k3.csv
+    python tools/inner_study.py --protocol P-HELP --k 10 --seeds 2 --out results/inner/P-HELP_k10.csv  # a later check
 """
 from __future__ import annotations
 
