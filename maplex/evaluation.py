@@ -289,7 +289,9 @@ def run(protocol: str, # protocol name
     from tqdm import tqdm
     proto = get_protocol(protocol)
     methods = [get_method(m).name and m for m in methods]  # validates the names
-    jobs = [(m, proto.name, t, k, s) for t in (targets or proto.targets) for k in ks for s in seeds for m in methods]
+    # targets vary fastest: the two processes start on different targets, so a method that trains once per set of
+    # training devices (HELP) trains two sets at a time instead of one process waiting on the other's cache lock
+    jobs = [(m, proto.name, t, k, s) for s in seeds for k in ks for t in (targets or proto.targets) for m in methods]
     for t in (targets or ()): proto.train_devices(t)  # validates the targets
     done = load_results(out) if out and Path(out).exists() and not force else pd.DataFrame(columns=KEY)
     key = lambda m, p, t, k, s: tuple(map(str, (p, m, t, k, s)))  # a job's row key, in KEY order
