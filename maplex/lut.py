@@ -162,6 +162,15 @@ class ProbeTable:
         "Predicted latency (ms) on the target, float64 (n,), never below `floor_ms`."
         return np.maximum(self.lut.predict(archs), self.floor_ms)
 
+    def to_dict(self) -> dict:
+        "Plain JSON-serialisable numbers: edge costs, constant and floor (what a saved MapleX stores)."
+        return dict(edge_ms=self.lut.edge_ms.to_dict(), const_ms=self.lut.const_ms, floor_ms=self.floor_ms)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        "The table back from `to_dict`."
+        return cls(LayerwiseLUT(d["edge_ms"], d["const_ms"], n_probes=len(PROBES), source="saved"), float(d["floor_ms"]))
+
     def __repr__(self) -> str: return f"ProbeTable(floor_ms={self.floor_ms:.3g}, {self.lut!r})"
 
 # %% ../nbs/60_lut.ipynb #44b59f65

@@ -438,8 +438,7 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
     config = dict(format=MAPLEX_FORMAT, version=MAPLEX_VERSION, settings={**settings, "hidden": list(model.hidden)},
                   target=model.target, descriptor_values=[float(v) for v in model.descriptor_], level=float(model.level_),
                   calibration=list(model.calibration_), regressor=model.regressor.get_config(),
-                  lut=None if model.lut_ is None else dict(edge_ms=model.lut_.lut.edge_ms.to_dict(), const_ms=model.lut_.lut.const_ms,
-                                                           floor_ms=model.lut_.floor_ms))
+                  lut=None if model.lut_ is None else model.lut_.to_dict())
     return write_model(path, config, model.regressor.state_dict())
 
 def load_maplex(path  # folder written by `save_maplex`
@@ -456,8 +455,7 @@ def load_maplex(path  # folder written by `save_maplex`
     lut = config["lut"]
     if (lut is None) != (model.regressor_share >= 1):
         raise ConfigError(f"{path}/config.json: a regressor_share below 1 needs the probe table ('lut'), and only then.")
-    model.lut_ = None if lut is None else ProbeTable(LayerwiseLUT(lut["edge_ms"], lut["const_ms"], n_probes=len(PROBES), source="saved"),
-                                                     float(lut["floor_ms"]))
+    model.lut_ = None if lut is None else ProbeTable.from_dict(lut)
     return model
 
 # %% ../nbs/70_regressor.ipynb #459fe9fd

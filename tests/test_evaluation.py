@@ -1,12 +1,15 @@
 """The evaluation harness: the information barrier, metrics edge cases, and a resumable runner."""
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+import maplex.help  # noqa: F401  (registers "help")
 from maplex import data
-from maplex.evaluation import (KEY, PROTOCOLS, Task, get_method, get_protocol, load_results, make_task,
+from maplex.evaluation import (KEY, PROTOCOLS, Task, evaluate_one, get_method, get_protocol, load_results, make_task,
                                metrics, run, score_cells)
 
 pytestmark = pytest.mark.skipif(
@@ -104,10 +107,6 @@ COMMITTED = [("P-X6", "lut", "gold_6240", 3, 0), ("P-X6", "maple", "titanx_1", 3
 
 @pytest.mark.parametrize("protocol, method, target, k, seed", COMMITTED)
 def test_committed_rows_are_reproduced(tables, protocol, method, target, k, seed):
-    import torch
-    from pathlib import Path
-    import maplex.help  # noqa: F401  (registers "help")
-    from maplex.evaluation import evaluate_one
     path = Path(__file__).parents[1] / "results" / protocol / "results.csv"
     done = load_results(path)
     row = done[(done.method == method) & (done.target == target) & (done.k == k) & (done.seed == seed)]
