@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import __version__, data, evaluation, nb201, profile
 from . import help as _help  # noqa: F401  registers the "help" method (lesson 85) with the evaluation
-from .regressor import torch_threads
+from .core import MaplexError, atomic_file
+from .numerics import torch_threads
 
 # %% auto #0
 __all__ = ['DEMO_METHODS', 'cmd_info', 'cmd_download', 'cmd_probes', 'read_samples', 'predict_device', 'cmd_predict',
@@ -52,7 +53,10 @@ def cmd_probes(args) -> int:
 # %% ../nbs/99_cli.ipynb #0f66ae32
 def read_samples(path) -> pd.Series:
     "Read `arch_str,latency_ms` rows into an arch_index -> ms series, refusing anything doubtful."
-    df = pd.read_csv(path)
+    try: df = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise data.DataError(f"{path}: cannot read it as CSV ({str(e).splitlines()[0]}); give a CSV file with the "
+                             "columns arch_str,latency_ms.") from None
     if list(df.columns) != ["arch_str", "latency_ms"]:
         raise data.DataError(f"{path}: expected the columns arch_str,latency_ms; found {','.join(map(str, df.columns))}.")
     idx = nb201.arch_indices(df.arch_str.tolist())  # ArchError names a string outside the search space
@@ -101,20 +105,12 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
     return pd.DataFrame({"arch_index": cells, "arch_str": nb201.all_arch_strs(), "latency_ms": ms})
 
 # %% ../nbs/99_cli.ipynb #d09b63d1
-def _write_atomic(df: pd.DataFrame, path) -> None:
-    "Write a CSV through a temporary file, so a failure leaves no partial file."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        df.to_csv(f, index=False)
-    os.replace(f.name, path)
-
 def cmd_predict(args) -> int:
     "Predict every cell of a target device from its measured samples."
     train = data.read_latency_csv(args.train)
     devices = data.load_devices(args.devices)
     pred = predict_device(train, devices, args.target, read_samples(args.samples), args.method, args.seed)
-    _write_atomic(pred, args.out)
+    with atomic_file(args.out) as f: pred.to_csv(f, index=False)  # a failure leaves no partial file
     print(f"wrote {len(pred)} predictions for {args.target} ({args.method}) to {args.out}")
     return 0
 
@@ -304,15 +300,23 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 # %% ../nbs/99_cli.ipynb #dcbe6f03
+def _interrupt(signum, frame):
+    "SIGTERM handler: stop like Ctrl-C, so that running jobs are stopped and files are left whole."
+    raise KeyboardInterrupt
+
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `maplex` command."
+    "Entry point of the `maplex` command: a `MaplexError` (bad input) is one line and exit 2, anything else a bug."
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a signal be handled
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:  # maplex errors say what went wrong and how to fix it
+    except (MaplexError, FileNotFoundError) as e:  # the user's to fix: the message says how
         msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e).replace("\n", " ")
         print(f"maplex {args.command}: error: {msg if len(msg) < 500 else msg[:500] + '...'}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"maplex {args.command}: interrupted (`maplex profile` and `maplex evaluate` resume when re-run)", file=sys.stderr)
         return 130
+    finally:
+        if main_thread: signal.signal(signal.SIGTERM, previous)

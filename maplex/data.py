@@ -17,7 +17,6 @@ import hashlib
 import io
 import os
 import pickle
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -31,10 +30,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import nb201
+from .core import MaplexError, atomic_write
 from .nb201 import N_ARCHS, ArchError
 
 # %% ../nbs/10_data.ipynb #acb7cdfe
-class DataError(ValueError):
+class DataError(MaplexError):
     "A problem with latency or device data; the message says what is wrong and how to fix it."
 
 class UnknownDeviceError(DataError, KeyError):
@@ -414,16 +414,6 @@ def help_manifest() -> pd.DataFrame:
 # %% ../nbs/10_data.ipynb #94781766
 def _sha256(data: bytes) -> str: return hashlib.sha256(data).hexdigest()
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    "Write `data` to `path` through a temporary file in the same folder and `os.replace`."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f: f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-
 # %% ../nbs/10_data.ipynb #d7757e43
 def _fetch(url: str, timeout: float) -> bytes:
     "The bytes at `url` (https://, http:// or file://), or DownloadError saying why not."
@@ -448,14 +438,14 @@ def _ensure(rel: str, want: str, help_dir: Path, base_url: str, timeout: float) 
         raise ChecksumError(f"data/{rel}: sha256 mismatch, expected {want} (maplex's manifest of {HELP_REPO} @ "
                             f"{HELP_COMMIT[:7]}) but got {got} from {url}. The file was not saved; retry, or check "
                             "that base_url points at HELP's data/ folder at that commit.")
-    _atomic_write(dest, data)
+    atomic_write(dest, data)
 
 # %% ../nbs/10_data.ipynb #45e369bf
 def write_latency_csv(table: LatencyTable, path) -> Path:
     "Write `table` as a wide CSV (gzip with mtime 0 if the name ends in .gz, so bytes are reproducible)."
     path = Path(path)
     data = table.to_frame().to_csv(index=False).encode()
-    _atomic_write(path, gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
+    atomic_write(path, gzip.compress(data, mtime=0) if path.name.endswith(".gz") else data)
     return path
 
 def _csv_devices(path: Path) -> list[str]:
@@ -486,7 +476,7 @@ def download_help(cache=None, # folder for raw and converted files; default `cac
     refs = convert_help_reference(help_dir)
     ref_df = pd.DataFrame({"search_space": "nasbench201", "position": range(len(refs)), "arch_index": refs,
                            "arch_str": _official()[0][refs]})
-    _atomic_write(cache / REFERENCE_FILE, ref_df.to_csv(index=False).encode())
+    atomic_write(cache / REFERENCE_FILE, ref_df.to_csv(index=False).encode())
     return cache
 
 # %% ../nbs/10_data.ipynb #22d4e45d

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import nb201
+from .core import MaplexError
 from .data import CLASS_ORDER, POOL, DeviceTable, LatencyTable
 
 # %% auto #0
@@ -25,7 +26,7 @@ __all__ = ['MISSING_MARKERS', 'PERF_COLUMNS', 'EVENT_ALIASES', 'MAPLE_EVENTS', '
            'get_descriptor', 'descriptor_costs', 'encode', 'join_features']
 
 # %% ../nbs/20_descriptors.ipynb #fb0019a1
-class DescriptorError(ValueError):
+class DescriptorError(MaplexError):
     "A descriptor cannot be built; the message says what is missing and how to supply it."
 
 # %% ../nbs/20_descriptors.ipynb #baa49cbb
@@ -63,7 +64,7 @@ def _check_device(device: str, devices: DeviceTable) -> pd.Series:
     return devices.df.loc[device]
 
 # %% ../nbs/20_descriptors.ipynb #cfac8fef
-class PerfParseError(ValueError):
+class PerfParseError(MaplexError):
     "`perf stat -x,` output that cannot be read; the message quotes the line."
 
 MISSING_MARKERS: dict[str, str] = {'<not supported>': 'not supported', '<not counted>': 'not counted'}  # perf's marker -> status

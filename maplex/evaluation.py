@@ -5,9 +5,10 @@
 # %% ../nbs/80_evaluation.ipynb #37b642be
 from __future__ import annotations
 
-import os
+import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -16,17 +17,24 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 from scipy import stats
+from tqdm import tqdm
 
 from . import data, nb201
+from .core import MaplexError
+from .numerics import torch_threads
+from .results import ResultsFile
 
 # %% auto #0
-__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'METRIC_COLS', 'ORDER', 'METRIC_NAMES', 'Protocol',
-           'get_protocol', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics', 'ClosestDeviceLinear',
-           'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'register_method', 'get_method', 'score_task', 'evaluate_one',
-           'run', 'load_results', 'summarise', 'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k',
-           'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects', 'overview']
+__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'COLUMNS', 'METRIC_COLS', 'ORDER', 'METRIC_NAMES',
+           'EvaluationError', 'Protocol', 'get_protocol', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics',
+           'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'register_method', 'get_method',
+           'score_task', 'evaluate_one', 'run', 'load_results', 'summarise', 'per_device', 'headline', 'report',
+           'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects', 'overview']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
+class EvaluationError(MaplexError):
+    "A request the evaluation cannot serve: an unknown method or view, or rows that are not there."
+
 @dataclass(frozen=True)
 class Protocol:
     "A leave-one-device-out split: target devices, and the training devices of each."
@@ -116,12 +124,12 @@ def score_cells(view: str = "main", # "main" (900..15624) or "help" (900..1899, 
     if view == "main":
         cells = np.asarray(data.TEST)
     elif view == "help":
-        if truth is None: raise ValueError("the help view trims by the target's latency: pass `truth`.")
+        if truth is None: raise EvaluationError("the help view trims by the target's latency: pass `truth`.")
         y = truth.loc[np.arange(900, 1900)]
         lo, hi = np.percentile(y, [10, 90])
         cells = y.index[(y >= lo) & (y <= hi)].to_numpy()
     else:
-        raise ValueError(f"unknown view {view!r}: use 'main' or 'help'.")
+        raise EvaluationError(f"unknown view {view!r}: use 'main' or 'help'.")
     return np.setdiff1d(cells, np.asarray(list(exclude), dtype=int))
 
 # %% ../nbs/80_evaluation.ipynb #4611b174
@@ -231,11 +239,16 @@ def get_method(name: str):
     "A fresh method object by name."
     if name not in METHODS:
         hint = " (HELP: `import maplex.help` first)" if name == "help" else ""
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}{hint}.")
+        raise EvaluationError(f"unknown method {name!r}; choose from {sorted(METHODS)}{hint}.")
     return METHODS[name]()
 
 # %% ../nbs/80_evaluation.ipynb #7bdfb86a
 KEY = ["protocol", "method", "target", "k", "seed"]  # one results row per key
+
+_METRIC_FIELDS = ["acc10", "acc5", "spearman", "kendall", "mape"]  # what `metrics` returns, in order
+COLUMNS: dict[str, type] = {"protocol": str, "method": str, "target": str, "k": int, "seed": int, "budget": str,
+                            "n_test": int, "fit_predict_s": float, **{m: float for m in _METRIC_FIELDS},
+                            **{f"help_{m}": float for m in _METRIC_FIELDS}}  # a results row, in file order
 
 def score_task(method, # a method object (see METHODS); fitted here
                task: Task, # what the method may know
@@ -275,6 +288,34 @@ def _init_worker(modules: tuple[str, ...] = ()):
 
 def _job(args) -> dict: return evaluate_one(*args)
 
+def _in_processes(todo: list, workers: int, plugins: tuple[str, ...]):
+    "Yield the rows of `todo` as they finish, from `workers` fresh processes; an interruption stops them all."
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: they inherit no lock or file of this process
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(plugins,))
+    try:
+        for f in as_completed([ex.submit(_job, j) for j in todo]): yield f.result()
+    except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into SystemExit) or a failed job
+        for p in list(getattr(ex, "_processes", {}).values()): p.terminate()  # a running job is abandoned, not awaited
+        raise
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
+
+def _here(todo: list):
+    "Yield the rows of `todo` one by one in this process, on one torch thread (as in a worker)."
+    table, devices = data.load_nb201(), data.load_devices()
+    with torch_threads(1):  # the same seed gives the same numbers with 1 or 2 workers
+        for j in todo: yield evaluate_one(*j, table=table, devices=devices)
+
+# %% ../nbs/80_evaluation.ipynb #e0dc2758
+def _jobs(proto: Protocol, methods: list[str], ks, seeds, targets) -> list[tuple]:
+    "(method, protocol, target, k, seed) of every row asked for."
+    # targets vary fastest: the two processes start on different targets, so a method that trains once per set of
+    # training devices (HELP) trains two sets at a time instead of one process waiting on the other's cache lock
+    return [(m, proto.name, t, k, s) for s in seeds for k in ks for t in (targets or proto.targets) for m in methods]
+
+def _row_key(row) -> tuple[str, ...]: return tuple(str(row[c]) for c in KEY)
+def _job_key(job: tuple) -> tuple[str, ...]: return tuple(map(str, (job[1], job[0], *job[2:])))
+
 def run(protocol: str, # protocol name
         methods: Iterable[str], # method names (see METHODS)
         ks: Iterable[int] = (3,), # adaptation budgets
@@ -285,55 +326,34 @@ def run(protocol: str, # protocol name
         progress: bool = True, # show a progress bar
         force: bool = False, # recompute rows already in `out`
        ) -> pd.DataFrame:
-    "Evaluate methods × targets × k × seeds; append rows to `out` as they finish; return all rows."
-    from tqdm import tqdm
+    "Evaluate methods × targets × k × seeds; append rows to `out` as they finish; return the rows asked for."
     proto = get_protocol(protocol)
     methods = [get_method(m).name and m for m in methods]  # validates the names
-    # targets vary fastest: the two processes start on different targets, so a method that trains once per set of
-    # training devices (HELP) trains two sets at a time instead of one process waiting on the other's cache lock
-    jobs = [(m, proto.name, t, k, s) for s in seeds for k in ks for t in (targets or proto.targets) for m in methods]
     for t in (targets or ()): proto.train_devices(t)  # validates the targets
-    done = load_results(out) if out and Path(out).exists() and not force else pd.DataFrame(columns=KEY)
-    key = lambda m, p, t, k, s: tuple(map(str, (p, m, t, k, s)))  # a job's row key, in KEY order
-    have = set(map(tuple, done[KEY].astype(str).to_numpy()))
-    todo = [j for j in jobs if key(*j) not in have]
-    rows = []
-    def keep(row):
-        rows.append(row)
-        if out: _append(out, row)
-    bar = tqdm(total=len(todo), desc=f"{proto.name}", disable=not progress or not todo)
-    if workers > 1 and len(todo) > 1:
+    jobs = _jobs(proto, methods, list(ks), list(seeds), targets)
+    store = ResultsFile(out, COLUMNS, KEY) if out else None
+    with store.lock() if store else nullcontext():  # a second run on the same file stops with a BusyError
+        done = store.read() if store else pd.DataFrame(columns=list(COLUMNS))
+        asked = {_job_key(j) for j in jobs}
+        if force and len(done):  # the rows to recompute leave the file first: never two rows with one key
+            done = done[[_row_key(r) not in asked for r in done.to_dict("records")]]
+            store.rewrite(done)
+        have = {_row_key(r) for r in done.to_dict("records")}
+        todo = [j for j in jobs if _job_key(j) not in have]
         plugins = tuple(dict.fromkeys(_PLUGINS[m] for m in methods if m in _PLUGINS))
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(plugins,)) as ex:
-            for row in ex.map(_job, todo):
-                keep(row); bar.update()
-    else:
-        import torch
-        table, devices, threads = data.load_nb201(), data.load_devices(), torch.get_num_threads()
-        torch.set_num_threads(1)  # as in a worker: the same seed gives the same numbers with 1 or 2 workers
-        try:
-            for j in todo:
-                keep(evaluate_one(*j, table=table, devices=devices)); bar.update()
-        finally:
-            torch.set_num_threads(threads)
-    bar.close()
-    new = pd.DataFrame(rows)
-    keys = {key(*j) for j in jobs}
-    old = done[[tuple(map(str, r)) in keys for r in done[KEY].to_numpy()]] if len(done) else done
-    return pd.concat([old, new], ignore_index=True) if len(new) else old.reset_index(drop=True)
+        rows = _in_processes(todo, workers, plugins) if workers > 1 and len(todo) > 1 else _here(todo)
+        new = []
+        for row in tqdm(rows, total=len(todo), desc=proto.name, disable=not progress or not todo):
+            new.append(row)
+            if store: store.append(row)
+        if store: store.rewrite(store.read())  # canonical order: the same file however the jobs interleaved
+    every = pd.concat([done, pd.DataFrame(new, columns=list(COLUMNS))], ignore_index=True) if new else done
+    return every[[_row_key(r) in asked for r in every.to_dict("records")]].reset_index(drop=True)
 
 # %% ../nbs/80_evaluation.ipynb #17601ecf
-def _append(path, row: dict) -> None:
-    "Append one row to a CSV (header on first write), flushed so a killed run keeps it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a") as f:
-        pd.DataFrame([row]).to_csv(f, header=new, index=False); f.flush(); os.fsync(f.fileno())
-
 def load_results(path) -> pd.DataFrame:
-    "Read a results CSV written by `run`; a last line cut short by a kill is dropped."
-    df = pd.read_csv(path, on_bad_lines="skip")
-    return df.dropna(subset=["acc10"]).reset_index(drop=True)
+    "Read a results CSV written by `run`, checked (appendix A2): another version's columns or a malformed row raise."
+    return ResultsFile(path, COLUMNS, KEY).read()
 
 # %% ../nbs/80_evaluation.ipynb #b4698d86
 def summarise(df: pd.DataFrame, # rows from `run`
@@ -449,7 +469,7 @@ def paired_effects(df: pd.DataFrame, # rows from `run`, holding both methods on 
     "Per target and overall: mean ± std over seeds of `other` − `base`, and the share of seeds `other` wins."
     g = df[(df.k == k) & df.method.isin([base, other])].pivot_table(index=["target", "seed"], columns="method", values=metric)
     if base not in g or other not in g:
-        raise ValueError(f"paired_effects needs rows of both {base!r} and {other!r} at k = {k}.")
+        raise EvaluationError(f"paired_effects needs rows of both {base!r} and {other!r} at k = {k}.")
     diff = (g[other] - g[base]).dropna().rename("diff").reset_index()
     overall = diff.groupby("seed")["diff"].mean().to_frame().assign(target="mean")  # mean over targets, per seed
     rows = pd.concat([diff, overall.reset_index()])
@@ -468,7 +488,7 @@ def overview(runs: dict[str, pd.DataFrame], # protocol name -> rows from `run`
     out = {}
     for proto, k, metric in columns:
         df = runs[proto]
-        if not (df.k == k).any(): raise ValueError(f"{proto} has no rows at k = {k}; its ks are {sorted(df.k.unique())}.")
+        if not (df.k == k).any(): raise EvaluationError(f"{proto} has no rows at k = {k}; its ks are {sorted(df.k.unique())}.")
         s = summarise(df[df.k == k], metric).reset_index().set_index("method")
         out[f"{proto}, k = {k}: {METRIC_NAMES.get(metric, metric)}"] = (
             s["mean"].map("{:.3f}".format) + " ± " + s["std"].fillna(0).map("{:.3f}".format))

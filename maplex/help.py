@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,19 +22,19 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from . import data, nb201
+from .core import MaplexError, file_lock
+from .numerics import DTYPE
+from .regressor import ConfigError, read_model, write_model
 from .evaluation import (HELP_TARGETS, Task, draw_samples, get_method, get_protocol, make_task, metrics,
                                register_method, score_cells, score_task)
 
-try: import fcntl  # POSIX file locks: two worker processes never meta-train the same model twice
-except ImportError: fcntl = None
-
 # %% auto #0
 __all__ = ['HELP_REFERENCE', 'HELP_VALID', 'HELP_TABLE3', 'HELP_CODE_VERSION', 'NODES', 'NODE_FEATS', 'CELL_ADJ', 'ENCODERS',
-           'DENORMS', 'HelpError', 'MissingProbesError', 'hardware_embedding', 'minmax_scale', 'minmax_unscale',
-           'trim_outliers', 'cell_features', 'arch_inputs', 'GraphConv', 'HelpNet', 'ZModulator', 'modulate',
-           'HelpConfig', 'HelpModel', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData', 'device_data',
-           'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'meta_train', 'cache_key', 'save_model',
-           'load_model', 'pretrained', 'adaptation_samples', 'split_roles', 'Help', 'validation_scores',
+           'HELP_FORMAT', 'DENORMS', 'HelpError', 'MissingProbesError', 'hardware_embedding', 'minmax_scale',
+           'minmax_unscale', 'trim_outliers', 'cell_features', 'arch_inputs', 'GraphConv', 'HelpNet', 'ZModulator',
+           'modulate', 'HelpConfig', 'HelpModel', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData',
+           'device_data', 'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'meta_train', 'cache_key',
+           'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles', 'Help', 'validation_scores',
            'evaluate_help', 'compare_table3', 'help_method', 'help_protocol_scores']
 
 # %% ../nbs/85_help.ipynb #eb49427f
@@ -44,9 +42,9 @@ HELP_REFERENCE = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)  # HE
 HELP_VALID = ("titanx_1", "titanx_32", "titanx_256", "gold_6240")  # HELP's meta-validation devices
 HELP_TABLE3 = {"titan_rtx_256": 0.987, "gold_6226": 0.989, "pixel2": 0.802, "raspi4": 0.890,
                "eyeriss": 0.940, "fpga": 0.985}  # HELP's published NB201 Spearman (Table 3, 10 + 10 samples)
-HELP_CODE_VERSION = 1  # part of the cache key: bump it when meta-training changes
+HELP_CODE_VERSION = 2  # part of the cache key: bump it when meta-training changes (2: float64)
 
-class HelpError(ValueError):
+class HelpError(MaplexError):
     "Input that HELP cannot use; the message says what is wrong and how to fix it."
 
 class MissingProbesError(HelpError, KeyError):
@@ -58,7 +56,7 @@ def hardware_embedding(latencies: pd.Series | None, # ms by arch_index; must hol
                        refs: Iterable[int] = HELP_REFERENCE, # the reference cells, in embedding order
                        device: str = "the target", # name used in error messages
                       ) -> np.ndarray:
-    "HELP's hardware embedding: the reference cells' latencies min-max scaled to [0, 1], float32 in `refs` order."
+    "HELP's hardware embedding: the reference cells' latencies min-max scaled to [0, 1], float64 in `refs` order."
     refs = [int(r) for r in refs]
     have = set() if latencies is None else set(latencies.index)
     if missing := [r for r in refs if r not in have]:
@@ -71,7 +69,7 @@ def hardware_embedding(latencies: pd.Series | None, # ms by arch_index; must hol
     if not np.isfinite(lat).all() or np.ptp(lat) <= 0:
         raise HelpError(f"{device}: the reference cells' latencies are constant or not finite ({lat.tolist()}); "
                         "the embedding min-max scales them, so re-measure them.")
-    return ((lat - lat.min()) / np.ptp(lat)).astype(np.float32)  # e_d = (l - min l) / (max l - min l)
+    return ((lat - lat.min()) / np.ptp(lat)).astype(np.float64)  # e_d = (l - min l) / (max l - min l)
 
 # %% ../nbs/85_help.ipynb #35722757
 def minmax_scale(y, lo: float, hi: float, portion: float = 0.9) -> np.ndarray:
@@ -97,7 +95,7 @@ NODE_FEATS = ("input", *nb201.OPS, "output", "global")  # one-hot node types
 
 def _cell_adjacency() -> np.ndarray:
     "adj[i, j] = 1 when node i reads node j (rows receive), with self-loops: HELP's `add_global_node` layout."
-    adj = np.eye(len(NODES), dtype=np.float32)  # self-loops
+    adj = np.eye(len(NODES), dtype=np.float64)  # self-loops
     for k, (to, frm) in enumerate(nb201.EDGES):
         if frm == 0: adj[1 + k, 0] = 1  # an edge out of node 0 reads the input
         for j, (to_j, _) in enumerate(nb201.EDGES):
@@ -111,9 +109,9 @@ CELL_ADJ = _cell_adjacency()  # (9, 9): the same for every NB201 cell; only node
 # %% ../nbs/85_help.ipynb #7b7dc3b8
 def cell_features(archs # arch strings and/or NB201 indices
                  ) -> np.ndarray:
-    "One-hot node types of the op-on-node cell graph, float32 (n, 9, 8)."
+    "One-hot node types of the op-on-node cell graph, float64 (n, 9, 8)."
     ids = nb201.op_ids(archs).astype(np.int64)  # (n, 6) op of each edge
-    feat = np.zeros((len(ids), len(NODES), len(NODE_FEATS)), np.float32)  # (n, 9, 8)
+    feat = np.zeros((len(ids), len(NODES), len(NODE_FEATS)), np.float64)  # (n, 9, 8)
     feat[:, 0, 0] = feat[:, 7, 6] = feat[:, 8, 7] = 1  # input, output, global
     feat[np.arange(len(ids))[:, None], np.arange(1, 7), 1 + ids] = 1  # edge nodes: their op
     return feat
@@ -123,15 +121,15 @@ ENCODERS = ("gcn", "mlp")  # HELP's graph network on the cell graph; an MLP on M
 def arch_inputs(archs, encoder: str = "gcn") -> torch.Tensor:
     "The predictor's input for `archs`: node features (n, 9, 8) for the GCN, the one-hot (n, 24) for the MLP."
     if encoder not in ENCODERS: raise HelpError(f"unknown encoder {encoder!r}: use one of {ENCODERS}.")
-    return torch.from_numpy(cell_features(archs) if encoder == "gcn" else nb201.onehot(archs))
+    return torch.from_numpy(cell_features(archs) if encoder == "gcn" else nb201.onehot(archs).astype(np.float64))
 
 # %% ../nbs/85_help.ipynb #5bfce63c
 class GraphConv(nn.Module):
     "A graph convolution as HELP uses it: A (H W) + b, with the raw adjacency (self-loops, no normalisation)."
     def __init__(self, d_in: int, d_out: int):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(d_in, d_out).uniform_(-0.05, 0.05))  # HELP's init
-        self.bias = nn.Parameter(torch.empty(d_out).uniform_(-d_out ** -0.5, d_out ** -0.5))
+        self.weight = nn.Parameter(torch.empty(d_in, d_out, dtype=DTYPE).uniform_(-0.05, 0.05))  # HELP's init
+        self.bias = nn.Parameter(torch.empty(d_out, dtype=DTYPE).uniform_(-d_out ** -0.5, d_out ** -0.5))
     def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         return adj @ (h @ self.weight) + self.bias  # (n, 9, d_in) -> (n, 9, d_out)
 
@@ -145,14 +143,15 @@ class HelpNet(nn.Module):
         super().__init__()
         if encoder not in ENCODERS: raise HelpError(f"unknown encoder {encoder!r}: use one of {ENCODERS}.")
         self.encoder, self.hidden = encoder, hidden
+        lin = partial(nn.Linear, dtype=DTYPE)  # every weight is drawn in float64 (appendix A1)
         if encoder == "gcn":
             self.gc = nn.ModuleList([GraphConv(len(NODE_FEATS) if i == 0 else hidden, hidden) for i in range(4)])
-            self.register_buffer("adj", torch.from_numpy(CELL_ADJ), persistent=False)
+            self.register_buffer("adj", torch.from_numpy(CELL_ADJ).to(DTYPE), persistent=False)
         else:
-            self.fc1, self.fc2 = nn.Linear(len(nb201.ONEHOT_NAMES), hidden), nn.Linear(hidden, hidden)
-        self.fc_hw1, self.fc_hw2 = nn.Linear(hw_dim, hidden), nn.Linear(hidden, hidden)
-        self.fc3, self.fc4 = nn.Linear(2 * hidden, 2 * hidden), nn.Linear(2 * hidden, 2 * hidden)
-        self.fc5 = nn.Linear(2 * hidden, 1)
+            self.fc1, self.fc2 = lin(len(nb201.ONEHOT_NAMES), hidden), lin(hidden, hidden)
+        self.fc_hw1, self.fc_hw2 = lin(hw_dim, hidden), lin(hidden, hidden)
+        self.fc3, self.fc4 = lin(2 * hidden, 2 * hidden), lin(2 * hidden, 2 * hidden)
+        self.fc5 = lin(2 * hidden, 1)
 
     def arch_branch(self, x: torch.Tensor) -> torch.Tensor:
         "(n, hidden) features of the architectures."
@@ -174,7 +173,8 @@ class ZModulator(nn.Module):
     def __init__(self, hidden: int = 100, hw_dim: int = len(HELP_REFERENCE)):
         super().__init__()
         self.hidden, self.n = hidden, 3 * (2 * hidden + 1)  # per layer: one scale per input unit, one shift
-        self.encoder = nn.Sequential(nn.Linear(hw_dim, 10), nn.ReLU(), nn.Linear(10, 2 * self.n))
+        self.encoder = nn.Sequential(nn.Linear(hw_dim, 10, dtype=DTYPE), nn.ReLU(),
+                                     nn.Linear(10, 2 * self.n, dtype=DTYPE))
     def forward(self, hw: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.encoder(hw)  # (2n,)
         mu, sd = s[:self.n], F.softplus(s[self.n:])  # q(z | e_d) = N(mu, sd^2)
@@ -283,7 +283,7 @@ def device_data(table: data.LatencyTable, device: str, config: HelpConfig = Help
     keep = trim_outliers(y, config.trim)
     lo, hi = y.loc[keep].min(), y.loc[keep].max()
     return DeviceData(device, np.searchsorted(pool, np.sort(keep)),
-                      torch.tensor(minmax_scale(y.to_numpy(), lo, hi, config.portion), dtype=torch.float32),
+                      torch.tensor(minmax_scale(y.to_numpy(), lo, hi, config.portion), dtype=DTYPE),
                       torch.from_numpy(hardware_embedding(lat, device=device)))
 
 # %% ../nbs/85_help.ipynb #cec42cfb
@@ -293,7 +293,7 @@ def adapt_mc(model: HelpModel, x: torch.Tensor, y: torch.Tensor, hw: torch.Tenso
     P = {k: v.detach() for k, v in model.named_parameters()}
     out = []
     for _ in range(model.config.mc if model.zmod is not None else 1):
-        eps = torch.randn(model.zmod.n if model.zmod is not None else 1, generator=gen)
+        eps = torch.randn(model.zmod.n if model.zmod is not None else 1, generator=gen, dtype=DTYPE)
         params, _ = start_params(model, P, hw, eps)
         params = inner_adapt(model, P, params, x, y, hw, model.config.inner_steps if steps is None else steps, False)
         out.append({k: v.detach() for k, v in params.items()})
@@ -355,7 +355,7 @@ def meta_train(table: data.LatencyTable, # latencies of (at least) the training 
         n_z = model.zmod.n if model.zmod is not None else 1
         mse, kl = batched(dict(model.named_parameters()), X[np.stack(s)], torch.stack([d.y[i] for d, i in zip(devs, s)]),
                           X[np.stack(q)], torch.stack([d.y[i] for d, i in zip(devs, q)]),
-                          torch.stack([d.hw for d in devs]), torch.randn(len(devs), n_z, generator=gen))
+                          torch.stack([d.hw for d in devs]), torch.randn(len(devs), n_z, generator=gen, dtype=DTYPE))
         loss = mse.mean() + config.kl_scale * kl.sum()  # HELP: sum_t (L_t / T + kl_scale * KL_t)
         opt.zero_grad(); loss.backward(); opt.step()
         if episode % config.eval_every == 0 or episode == config.episodes:
@@ -387,37 +387,27 @@ def cache_key(table: data.LatencyTable, train_devices: Iterable[str], valid_devi
     return h.hexdigest()
 
 # %% ../nbs/85_help.ipynb #ee25b97e
+HELP_FORMAT = "maplex.HelpModel"  # the `format` of a saved meta-trained model
+
 def save_model(model: HelpModel, path) -> Path:
-    "Write the weights (tensors only) to `path` and the settings and history to `path` with suffix .json."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    meta = json.dumps(dict(config=asdict(model.config), info=model.info), indent=1, default=float)
-    for dest, write in ((path.with_suffix(".json"), lambda f: f.write(meta.encode())),
-                        (path, lambda f: torch.save(model.state_dict(), f))):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{dest.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f: write(f)
-        os.replace(tmp, dest)  # atomic: a reader never sees half a file
-    return path
+    "Write a meta-trained model as one folder: config.json (settings, training record) and weights.pt (tensors)."
+    info = json.loads(json.dumps(model.info, default=float))  # numpy numbers -> plain JSON
+    config = dict(format=HELP_FORMAT, version=HELP_CODE_VERSION, config=asdict(model.config), info=info)
+    return write_model(path, config, model.state_dict())  # atomic, with the weights' sha256 (lesson 70)
 
 def load_model(path) -> HelpModel:
-    "A model written by `save_model` (weights read with `weights_only=True`)."
-    path = Path(path)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    model = HelpModel(HelpConfig(**meta["config"]))
-    model.load_state_dict(torch.load(path, weights_only=True))
-    model.info = meta["info"]
+    "A model folder written by `save_model`: checked like any saved model, weights read with `weights_only=True`."
+    config, state = read_model(path, HELP_FORMAT, {"format", "version", "config", "info"}, HELP_CODE_VERSION)
+    try:
+        model = HelpModel(HelpConfig(**config["config"]))
+        model.load_state_dict(state)
+    except (TypeError, RuntimeError) as e:
+        raise ConfigError(f"{path}: the saved settings or weights do not fit a HelpModel ({str(e).splitlines()[0]}); "
+                          "delete the folder and meta-train again.") from None
+    model.info = config["info"]
     return model
 
 # %% ../nbs/85_help.ipynb #de1ec02e
-@contextmanager
-def _locked(path: Path):
-    "Hold an exclusive lock on `path` (a no-op where fcntl is missing)."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally:
-            if fcntl: fcntl.flock(f, fcntl.LOCK_UN)
-
 def pretrained(table: data.LatencyTable, train_devices: Iterable[str], valid_devices: Iterable[str] = (),
                config: HelpConfig = HelpConfig(), seed: int = 0,
                cache: bool | str | Path = True, # True: data.cache_dir()/help; a folder; False: never cache
@@ -426,11 +416,10 @@ def pretrained(table: data.LatencyTable, train_devices: Iterable[str], valid_dev
     if cache is False: return meta_train(table, train_devices, valid_devices, config, seed, log)
     folder = data.cache_dir() / "help" if cache is True else Path(cache)
     key = cache_key(table, train_devices, valid_devices, config, seed)
-    path = folder / f"{key}.pt"
-    with _locked(folder / f"{key}.lock"):  # a second process waits, then loads
-        if path.is_file() and path.with_suffix(".json").is_file(): return load_model(path)
+    with file_lock(folder / f"{key}.lock", what=f"HELP model {key[:12]}"):  # a second process waits, then loads
+        if (folder / key).is_dir(): return load_model(folder / key)
         model = meta_train(table, train_devices, valid_devices, config, seed, log)
-        save_model(model, path)
+        save_model(model, folder / key)
     return model
 
 # %% ../nbs/85_help.ipynb #acc9fbb1
@@ -481,7 +470,7 @@ class Help:
         self.model = pretrained(task.train, train, valid, self.config, meta_seed, self.cache)
         self.scale = self._scale(support, task.probes, seed)  # ms = a z + b; from the target's measurements only
         a, b = self.scale
-        y = torch.tensor((support.to_numpy() - b) / a, dtype=torch.float32)  # the samples on the model's scale
+        y = torch.tensor((support.to_numpy() - b) / a, dtype=DTYPE)  # the samples on the model's scale
         self.adapted = adapt_mc(self.model, arch_inputs(support.index, self.config.encoder), y, self.hw,
                                 torch.Generator().manual_seed(seed))
         if self.denorm == "fit": self.scale = self._least_squares(pd.concat([support, task.probes])) or self.scale
@@ -604,7 +593,7 @@ def help_protocol_scores(seeds: Iterable[int] = range(3), # meta-training seeds 
                 s = np.random.default_rng([seed, draw, 99]).choice(kept, model.config.support, replace=False)
                 for scaling in scalings:
                     lo, hi = (lat.loc[kept].min(), lat.loc[kept].max()) if scaling == "leaky" else (lat.loc[s].min(), lat.loc[s].max())
-                    y = torch.tensor(minmax_scale(lat.loc[s].to_numpy(), lo, hi, model.config.portion), dtype=torch.float32)
+                    y = torch.tensor(minmax_scale(lat.loc[s].to_numpy(), lo, hi, model.config.portion), dtype=DTYPE)
                     adapted = adapt_mc(model, arch_inputs(s, model.config.encoder), y, hw, torch.Generator().manual_seed(draw))
                     z = predict_mc(model, adapted, arch_inputs(view, model.config.encoder), hw)
                     pred = minmax_unscale(z, lo, hi, model.config.portion)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .core import MaplexError
 from .descriptors import PROBES
 from .nb201 import N_CELLS, OPS, STAGES, ArchLike, arch_indices, arch_str, op_counts, op_ids
 
@@ -20,7 +21,7 @@ __all__ = ['STAGE_NAMES', 'FLOOR_SHARE', 'LUTError', 'UnknownOpError', 'MissingP
 # %% ../nbs/60_lut.ipynb #c6fe2951
 STAGE_NAMES: tuple[str, ...] = tuple(f'{c}x{s}x{s}' for c, s in STAGES)  # feature map (channels x side x side) of each stage's cells
 
-class LUTError(ValueError):
+class LUTError(MaplexError):
     "A layer-wise table that cannot be built or used as asked; the message says what to fix."
 
 class UnknownOpError(LUTError):

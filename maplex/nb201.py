@@ -14,6 +14,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
+from .core import MaplexError
+
 # %% auto #0
 __all__ = ['OPS', 'EDGES', 'N_ARCHS', 'ArchLike', 'C_STEM', 'N_CELLS', 'IMAGE_SIZE', 'NUM_CLASSES', 'STAGES', 'ARCH_FORMAT',
            'SHUFFLE_SEED', 'ONEHOT_NAMES', 'ArchError', 'draw_cell', 'format_arch', 'parse_arch', 'all_arch_strs',
@@ -27,7 +29,7 @@ N_ARCHS: int = len(OPS) ** len(EDGES)  # every op on every edge: 5**6 cells
 ArchLike = str | int  # one architecture: its arch string or its official NB201 index
 
 # %% ../nbs/00_nb201.ipynb #fa2aedf2
-class ArchError(ValueError):
+class ArchError(MaplexError):
     "A malformed NB201 arch string, op list or index; the message quotes the bad part."
 
 # %% ../nbs/00_nb201.ipynb #e6507494

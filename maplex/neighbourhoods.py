@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import nb201
+from .core import MaplexError
 from .data import LatencyTable
 
 # %% auto #0
@@ -20,7 +21,7 @@ __all__ = ['COMBINES', 'ZERO_OUTPUT_MODES', 'NeighbourhoodError', 'latency_matri
            'neighbourhoods', 'neighbour_frame', 'holdout_agreement', 'loo_agreement']
 
 # %% ../nbs/50_neighbourhoods.ipynb #be338024
-class NeighbourhoodError(ValueError):
+class NeighbourhoodError(MaplexError):
     "Bad input to the neighbourhood search; the message names the problem and the fix."
 
 COMBINES: tuple[str, ...] = ('all', 'mean', 'median', 'quantile')  # ways to fold per-device deviations into one

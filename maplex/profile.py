@@ -34,9 +34,11 @@ from torch import nn
 from tqdm import tqdm
 
 from . import nb201
-from .data import POOL, TEST, DeviceTable, LatencyTable, _atomic_write, write_latency_csv
+from .core import MaplexError, atomic_write
+from .data import POOL, TEST, DeviceTable, LatencyTable, write_latency_csv
 from .descriptors import MAPLE_EVENTS, PROBES, parse_perf_table
 from .lut import STAGE_NAMES, LayerwiseLUT
+from .numerics import torch_threads
 from .nb201 import C_STEM, EDGES, IMAGE_SIZE, N_CELLS, NUM_CLASSES, OPS, STAGES, ArchLike
 
 # %% auto #0
@@ -51,7 +53,7 @@ __all__ = ['INPUT_SHAPE', 'ONNX_OPSET', 'NOISY_REL_IQR', 'STAT_COLS', 'RUNTIMES'
            'cmd_profile', 'main']
 
 # %% ../nbs/90_profile.ipynb #5a379958
-class ProfileError(ValueError):
+class ProfileError(MaplexError):
     "A profiling request that cannot be carried out; the message says what is wrong and how to fix it."
 
 class RuntimeMissingError(ProfileError, ImportError):
@@ -338,8 +340,9 @@ def measure(runtime: str,  # a key of RUNTIMES
             threads: int,  # intra-op threads
             warmup: int = 2, repeats: int = 7, number: int = 1  # as in `time_callable`
            ) -> dict:
-    "`timing_stats` of `model` on `x` under one runtime and thread count."
-    return timing_stats(time_callable(RUNTIMES[runtime].prepare(model, x, threads), warmup, repeats, number))
+    "`timing_stats` of `model` on `x` under one runtime and thread count (the caller's thread count is restored)."
+    with torch_threads(None):  # TorchEager pins torch's threads; the block puts the caller's count back
+        return timing_stats(time_callable(RUNTIMES[runtime].prepare(model, x, threads), warmup, repeats, number))
 
 # %% ../nbs/90_profile.ipynb #9be0c865
 def _read(path: str) -> str:
@@ -477,15 +480,16 @@ def perf_counters(setting: Setting,  # runtime, threads, batch
                   seed: int = 0) -> pd.DataFrame:
     "Counters of every op at every stage shape and of each probe network under one setting (long rows)."
     runtime, frames = RUNTIMES[setting.runtime], []
-    for (c, side), stage in zip(STAGES, STAGE_NAMES):
-        x = make_input((setting.batch, c, side, side), seed)
-        for op in OPS:
-            fn = runtime.prepare(make_op(op, c).eval(), x, setting.threads)
-            frames.append(perf_rows(perf_stat(fn, number), target=op, stage=stage))
-    x = make_input((setting.batch, *INPUT_SHAPE), seed)
-    for a in probes:
-        fn = runtime.prepare(build_net(int(a), seed), x, setting.threads)
-        frames.append(perf_rows(perf_stat(fn, max(1, number // 10)), target=f'probe {int(a)}', stage=''))
+    with torch_threads(None):  # TorchEager pins torch's threads; the caller's count comes back afterwards
+        for (c, side), stage in zip(STAGES, STAGE_NAMES):
+            x = make_input((setting.batch, c, side, side), seed)
+            for op in OPS:
+                fn = runtime.prepare(make_op(op, c).eval(), x, setting.threads)
+                frames.append(perf_rows(perf_stat(fn, number), target=op, stage=stage))
+        x = make_input((setting.batch, *INPUT_SHAPE), seed)
+        for a in probes:
+            fn = runtime.prepare(build_net(int(a), seed), x, setting.threads)
+            frames.append(perf_rows(perf_stat(fn, max(1, number // 10)), target=f'probe {int(a)}', stage=''))
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/90_profile.ipynb #0884c43a
@@ -538,7 +542,7 @@ class _RowWriter:
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     "Write a frame atomically (tmp file + os.replace); gzip with mtime 0 if the name ends in .gz."
     data = df.to_csv(index=False, float_format=_FMT).encode()
-    _atomic_write(path, gzip.compress(data, mtime=0) if path.name.endswith('.gz') else data)
+    atomic_write(path, gzip.compress(data, mtime=0) if path.name.endswith('.gz') else data)
 
 def _read_csv(path: Path) -> pd.DataFrame:
     "A finished long file, or an empty frame if it does not exist yet."
@@ -656,7 +660,7 @@ def _log_run(out: Path, entry: dict | None = None, **update) -> None:
     log = json.loads(path.read_text()) if path.is_file() else {'runs': []}
     if entry is not None: log['runs'].append(entry)
     log['runs'][-1].update(update)
-    _atomic_write(path, (json.dumps(log, indent=1, default=str) + '\n').encode())
+    atomic_write(path, (json.dumps(log, indent=1, default=str) + '\n').encode())
 
 # %% ../nbs/90_profile.ipynb #7f964971
 def profile_device(out,  # output folder (created); re-running on it resumes
@@ -688,13 +692,10 @@ def profile_device(out,  # output folder (created); re-running on it resumes
     request = dict(settings=[str(s) for s in settings], n_archs=len(archs), warmup=warmup, repeats=repeats, op_number=op_number,
                    probe_repeats=probe_repeats, seed=seed, statistic='median of repeats', perf=perf, command=command)
     _log_run(out, dict(env, request=request, finished_utc=None))
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(None):  # the runtimes pin their threads; the caller's count comes back afterwards
         n = _measure_archs(out, settings, prefix, archs, warmup, repeats, seed, progress, on_arch)
         for s in settings if characterise else []:
             _characterise(out, s, s.device(prefix), warmup, repeats, op_number, probe_repeats, seed, perf)
-    finally:
-        torch.set_num_threads(threads)
     result = _finalise(out, settings, prefix, archs, env, tdp_w)
     _log_run(out, measured_now=n, loadavg_1m_end=round(os.getloadavg()[0], 2),
              finished_utc=datetime.now(timezone.utc).isoformat(timespec='seconds'))

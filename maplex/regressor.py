@@ -5,10 +5,11 @@
 # %% ../nbs/70_regressor.ipynb #77458015
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import pickle
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -17,35 +18,37 @@ import pandas as pd
 import torch
 
 from . import nb201
+from .core import FileFormatError, MaplexError, atomic_dir
 from .data import DeviceTable, LatencyTable
 from .descriptors import PROBES, Descriptor, encode, get_descriptor, join_features, probe_latencies
 from .lut import LayerwiseLUT, ProbeTable, virtual_labels
 from .neighbourhoods import neighbourhoods
+from .numerics import DTYPE, torch_threads
 from .weighting import spec_weights
 
 # %% auto #0
 __all__ = ['FORMAT_VERSION', 'TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS', 'RegressorError',
-           'NotFittedError', 'ConfigError', 'torch_threads', 'mlp', 'train_full_batch', 'write_model', 'read_model',
-           'LatencyRegressor', 'TaskError', 'task_level', 'virtual_examples', 'fit_calibration', 'device_rows',
-           'MapleXSettings', 'MapleX', 'save_maplex', 'load_maplex', 'variant']
+           'NotFittedError', 'ConfigError', 'mlp', 'train_full_batch', 'write_model', 'read_model', 'LatencyRegressor',
+           'TaskError', 'task_level', 'virtual_examples', 'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleX',
+           'save_maplex', 'load_maplex', 'variant']
 
 # %% ../nbs/70_regressor.ipynb #e86348bf
-class RegressorError(ValueError):
+class RegressorError(MaplexError):
     "Bad input to a latency regressor or to `MapleX`; the message names the problem and the fix."
 
 class NotFittedError(RegressorError, AttributeError):
     "`predict` or `save` was called on a model that has not been fitted (or loaded)."
 
-class ConfigError(RegressorError):
+class ConfigError(RegressorError, FileFormatError):
     "A saved model cannot be loaded: wrong format or version, unknown or missing keys, or weights that do not match."
 
-FORMAT_VERSION = 1  # bumped whenever the saved config or weights change meaning
+FORMAT_VERSION = 2  # bumped whenever the saved config or weights change meaning (2: float64, weights_sha256)
 TRANSFORMS = ("log", "ms")  # what the network regresses: log-latency or latency itself
 
 # %% ../nbs/70_regressor.ipynb #5b39c522
 def _as_matrix(X, what: str = "X") -> np.ndarray:
-    "X as a finite float32 matrix (n, f) with n, f >= 1, or RegressorError."
-    X = np.asarray(X, dtype=np.float32)
+    "X as a finite float64 matrix (n, f) with n, f >= 1, or RegressorError."
+    X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise RegressorError(f"{what} must be a non-empty 2-D array (samples x features), got shape {X.shape}.")
     if not np.isfinite(X).all():
@@ -64,15 +67,6 @@ def _as_targets(y, n: int, what: str = "y", positive: bool = True) -> np.ndarray
     return y
 
 # %% ../nbs/70_regressor.ipynb #b4a66842
-@contextmanager
-def torch_threads(n: int | None  # intra-op threads inside the block; None leaves torch's setting alone
-                 ):
-    "Run a block with `torch.set_num_threads(n)`, restoring the previous count afterwards."
-    old = torch.get_num_threads()
-    if n is not None: torch.set_num_threads(int(n))
-    try: yield
-    finally: torch.set_num_threads(old)
-
 def mlp(in_dim: int,  # input features
         hidden: tuple[int, ...],  # width of each hidden layer
         generator: torch.Generator | None = None,  # seeds the initial weights; None uses torch's global RNG
@@ -80,7 +74,7 @@ def mlp(in_dim: int,  # input features
     "A ReLU MLP with one output, initialised like `torch.nn.Linear` but from `generator`."
     dims, layers = [in_dim, *hidden, 1], []
     for fan_in, fan_out in zip(dims[:-1], dims[1:]):
-        lin = torch.nn.Linear(fan_in, fan_out, device="meta").to_empty(device="cpu")  # no draw from the global RNG
+        lin = torch.nn.Linear(fan_in, fan_out, device="meta", dtype=DTYPE).to_empty(device="cpu")  # no global RNG draw
         bound = fan_in ** -0.5  # torch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases
         with torch.no_grad():
             lin.weight.uniform_(-bound, bound, generator=generator)
@@ -90,8 +84,8 @@ def mlp(in_dim: int,  # input features
 
 # %% ../nbs/70_regressor.ipynb #7407c479
 def train_full_batch(net: torch.nn.Module,  # the model to train in place
-                     X: torch.Tensor,  # inputs, (n, f) float32
-                     z: torch.Tensor,  # regression targets, (n,) float32
+                     X: torch.Tensor,  # inputs, (n, f) float64
+                     z: torch.Tensor,  # regression targets, (n,) float64
                      w: torch.Tensor,  # per-sample weights, (n,) >= 0, summing to 1
                      steps: int = 400,  # Adam steps, each on the whole training set
                      lr: float = 3e-3,  # peak learning rate; cosine-annealed to 0 over `steps`
@@ -110,39 +104,60 @@ def train_full_batch(net: torch.nn.Module,  # the model to train in place
     return losses
 
 # %% ../nbs/70_regressor.ipynb #27762e75
-def write_model(path,  # a folder; created if needed
+def write_model(path,  # a folder; replaced as a whole if it exists
                 config: dict,  # plain JSON-serialisable settings, with `format` and `version`
                 state: dict[str, torch.Tensor],  # tensors only
                ) -> Path:
-    "Save `config.json` and `weights.pt` (a dict of tensors) into the folder `path`."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
-    torch.save({k: v.detach().cpu() for k, v in state.items()}, path / "weights.pt")
-    return path
+    "Save `config.json` and `weights.pt` (a dict of tensors) as one unit into the folder `path`."
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
+    weights = buf.getvalue()
+    config = {**config, "weights_sha256": hashlib.sha256(weights).hexdigest()}  # ties the pair together
+    with atomic_dir(path) as tmp:
+        (tmp / "weights.pt").write_bytes(weights)
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+    return Path(path)
 
-def read_model(path,  # a folder written by `write_model`
-               fmt: str,  # the `format` the config must declare
-               keys: set[str],  # exactly the keys the config must have
-               version: int = FORMAT_VERSION,  # the `version` the config must declare
-              ) -> tuple[dict, dict[str, torch.Tensor]]:
-    "Read and check a folder written by `write_model`; the weights are loaded with `weights_only=True`."
-    path = Path(path)
+# %% ../nbs/70_regressor.ipynb #c81b8db5
+def _read_config(path: Path) -> dict:
+    "config.json of a saved model as a dict, or ConfigError naming what is wrong with it."
     if not (path / "config.json").is_file() or not (path / "weights.pt").is_file():
         raise ConfigError(f"{path} is not a saved model: it needs config.json and weights.pt (see `save`).")
-    config = json.loads((path / "config.json").read_text())
-    if not isinstance(config, dict) or config.get("format") != fmt:
-        raise ConfigError(f"{path} holds a {config.get('format') if isinstance(config, dict) else None!r}, not a {fmt!r}.")
-    if config.get("version") != version:
-        raise ConfigError(f"{path} was saved with format version {config.get('version')!r}; this maplex reads "
-                          f"version {version}. Re-fit and save it with this version.")
-    if unknown := sorted(set(config) - keys): raise ConfigError(f"{path}/config.json has unknown keys {unknown}.")
-    if missing := sorted(keys - set(config)): raise ConfigError(f"{path}/config.json lacks keys {missing}.")
-    try: state = torch.load(path / "weights.pt", weights_only=True)  # tensors and plain containers only: never runs code
+    try: config = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}/config.json is not valid JSON ({e}); it was cut short or edited. Save the model again.") from None
+    if not isinstance(config, dict): raise ConfigError(f"{path}/config.json must hold a JSON object.")
+    return config
+
+def _read_weights(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
+    "weights.pt as a dict of tensors, after checking it is the file config.json was saved with."
+    data = (path / "weights.pt").read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ConfigError(f"{path}/weights.pt is not the file its config.json was saved with (sha256 differs): the folder "
+                          "is torn or mixed from two saves. Save the model again.")
+    try: state = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only: never runs code
     except pickle.UnpicklingError as e:
         raise ConfigError(f"{path}/weights.pt holds more than tensors, and it is not unpickled: {str(e).splitlines()[0]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{path}/weights.pt must hold a dict of tensors (a state dict).")
-    return config, state
+    return state
+
+def read_model(path,  # a folder written by `write_model`
+               fmt: str,  # the `format` the config must declare
+               keys: set[str],  # exactly the keys the config must have (besides weights_sha256)
+               version: int = FORMAT_VERSION,  # the `version` the config must declare
+              ) -> tuple[dict, dict[str, torch.Tensor]]:
+    "Read and check a folder written by `write_model`; the weights are loaded with `weights_only=True`."
+    path = Path(path)
+    config = _read_config(path)
+    if config.get("format") != fmt: raise ConfigError(f"{path} holds a {config.get('format')!r}, not a {fmt!r}.")
+    if config.get("version") != version:
+        raise ConfigError(f"{path} was saved with format version {config.get('version')!r}; this maplex reads "
+                          f"version {version}. Re-fit and save it with this version.")
+    sha = config.pop("weights_sha256", None)
+    if unknown := sorted(set(config) - keys): raise ConfigError(f"{path}/config.json has unknown keys {unknown}.")
+    if missing := sorted(keys - set(config)): raise ConfigError(f"{path}/config.json lacks keys {missing}.")
+    return config, _read_weights(path, sha)
 
 # %% ../nbs/70_regressor.ipynb #6f7e032c
 class LatencyRegressor:
@@ -181,11 +196,11 @@ class LatencyRegressor:
         if (w < 0).any() or w.sum() <= 0: raise RegressorError("w must be >= 0 with a positive sum.")
         z = np.log(y) if self.transform == "log" else y  # the scale the loss is measured on
         x_sd = X.std(0)
-        self._x = np.stack([X.mean(0), np.where(x_sd > 1e-6, x_sd, 1.0)]).astype(np.float32)  # (2, f): mean, std
+        self._x = np.stack([X.mean(0), np.where(x_sd > 1e-6, x_sd, 1.0)])  # (2, f): mean, std
         self._z = np.array([np.average(z, weights=w), z.std() or 1.0])  # (2,): mean, std of the target
         with torch_threads(self.num_threads):
             self.net = mlp(X.shape[1], self.hidden, torch.Generator().manual_seed(int(seed)))
-            t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))
+            t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
             self.losses = train_full_batch(self.net, t((X - self._x[0]) / self._x[1]), t((z - self._z[0]) / self._z[1]),
                                            t(w / w.sum()), self.steps, self.lr, self.weight_decay)
         self.net.eval(); self.n_features = X.shape[1]
@@ -426,7 +441,7 @@ class MapleX(MapleXSettings):
 
 # %% ../nbs/70_regressor.ipynb #51ea4dc5
 MAPLEX_FORMAT = "maplex.MapleX"  # the `format` of a saved MapleX
-MAPLEX_VERSION = 2  # of a saved MapleX; 2 added the probe table (key "lut")
+MAPLEX_VERSION = 3  # of a saved MapleX; 2 added the probe table (key "lut"), 3 float64 weights and their sha256
 MAPLEX_KEYS = {"format", "version", "settings", "target", "descriptor_values", "level", "calibration", "regressor", "lut"}
 
 def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX

@@ -10,10 +10,11 @@ __all__ = ['LOG_COLS', 'NUMERIC_COLS', 'SpecError', 'spec_features', 'spec_dista
 import numpy as np
 import pandas as pd
 
+from .core import MaplexError
 from .data import SPEC_COLS, DeviceTable, UnknownDeviceError
 
 # %% ../nbs/30_weighting.ipynb #30fddb3d
-class SpecError(ValueError):
+class SpecError(MaplexError):
     "Invalid input to spec weighting: a bad parameter, a blank target, or a malformed weight table."
 
 LOG_COLS = ("cores", "tdp_w")  # specs compared on a log10 scale (ratios), not in raw units

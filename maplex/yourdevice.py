@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from . import nb201
+from .core import MaplexError
 from .data import POOL, DataError, DeviceTable, LatencyTable, load_devices, load_nb201
 from .nb201 import N_ARCHS, ArchLike
 from .profile import (INPUT_SHAPE, RUNTIMES, ProfileError, Setting, build_net, detect_environment, device_rows, load_embedded,
                             make_input, parse_setting, time_callable, timing_stats)
-from .regressor import torch_threads
+from .numerics import torch_threads
 
 # %% auto #0
 __all__ = ['PRUNED_RATIO', 'LATENCY_STATS', 'dead_cell_ratio', 'training_pool', 'with_target', 'measure_cells', 'predict_space',
@@ -120,7 +121,7 @@ def plot_check(pred_ms,  # predicted ms of the checked cells
     return ax.figure
 
 # %% ../nbs/95_your_device.ipynb #34c04c0e
-class SelectionError(ValueError):
+class SelectionError(MaplexError):
     "Bad input to the budgeted selection: a budget <= 0, no cell under it, NaN predictions or mismatched cells."
 
 def _checked(pred_ms: pd.Series, what: str = 'pred_ms', positive: bool = True) -> pd.Series:

@@ -339,3 +339,30 @@ def test_evaluate_writes_results_and_a_summary_of_the_whole_folder(tmp_path, cap
     summary = (tmp_path / "summary_P-X6.md").read_text()
     assert "flops-linear" in summary and "closest-linear" in summary  # the folder's rows, not only this call's
     assert (tmp_path / "P-X6_per_device_k3.png").is_file()
+
+
+# ---------------------------------------------------------------- whose fault: MaplexError or a bug
+
+def test_a_bug_shows_its_traceback_and_bad_input_does_not(files, capsys, monkeypatch):
+    import maplex.cli as cli
+    monkeypatch.setattr(cli, "predict_device", lambda *a, **k: {}["a bug"])  # a KeyError that is not bad input
+    args = predict_argv(files)
+    with pytest.raises(KeyError):  # not turned into one line: the traceback reaches the user (exit status 1)
+        main(args)
+    monkeypatch.setattr(cli, "predict_device", lambda *a, **k: (_ for _ in ()).throw(data.DataError("bad input")))
+    assert main(args) == 2 and one_error_line(capsys).endswith("error: bad input")
+
+
+def test_a_bug_in_a_real_process_exits_1_with_a_traceback(tmp_path):
+    code = ("import sys, maplex.cli as c; c.cmd_info = lambda args: 1 / 0; "
+            "c.build_parser = (lambda b: lambda: (p := b(), p._subparsers._group_actions[0].choices['info']"
+            ".set_defaults(func=c.cmd_info), p)[-1])(c.build_parser); sys.exit(c.main(['info']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" in r.stderr and "ZeroDivisionError" in r.stderr
+
+
+def test_unreadable_samples_file_is_one_line(files, capsys, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(predict_argv(files, **{"--samples": bad})) == 2
+    assert "cannot read it as CSV" in one_error_line(capsys)

@@ -90,9 +90,12 @@ def test_runner_resumes_after_a_kill(tmp_path, tables):
     assert len(first) == 2
     with open(out, "a") as f:  # a kill in the middle of writing a row leaves half a line
         f.write("P-X6,flops-linear,gold_6226,3,2,3+0,147")
-    assert len(load_results(out)) == 2
-    both = run("P-X6", ["flops-linear"], ks=[3], seeds=[0, 1, 2], targets=["gold_6226"], out=out,
-               workers=1, progress=False)
+    with pytest.warns(UserWarning, match="cut short"):  # reported, not skipped silently
+        assert len(load_results(out)) == 2
+    with pytest.warns(UserWarning, match="cut short"):
+        both = run("P-X6", ["flops-linear"], ks=[3], seeds=[0, 1, 2], targets=["gold_6226"], out=out,
+                   workers=1, progress=False)
+    assert len(load_results(out)) == 3  # the torn line is gone, the row recomputed
     assert sorted(both.seed.tolist()) == [0, 1, 2]
     assert set(map(tuple, both[KEY].astype(str).to_numpy())) == {
         ("P-X6", "flops-linear", "gold_6226", "3", str(s)) for s in range(3)}

@@ -53,7 +53,7 @@ def test_reference_cells_match_the_data_file():
 
 def test_embedding_is_minmax_of_the_references(table):
     e = H.hardware_embedding(table["dev_a"])
-    assert e.shape == (10,) and e.dtype == np.float32 and e.min() == 0 and e.max() == 1
+    assert e.shape == (10,) and e.dtype == np.float64 and e.min() == 0 and e.max() == 1
 
 
 def test_embedding_names_the_missing_cells(table):
@@ -92,7 +92,7 @@ def test_cell_graph():
 @pytest.mark.parametrize("encoder", H.ENCODERS)
 def test_net_shapes(encoder):
     net = H.HelpNet(encoder, hidden=16)
-    out = net(H.arch_inputs([0, 1, 2, 3], encoder), torch.rand(10))
+    out = net(H.arch_inputs([0, 1, 2, 3], encoder), torch.rand(10, dtype=torch.float64))
     assert out.shape == (4,)
 
 
@@ -136,12 +136,14 @@ def test_meta_training_errors(table):
 def test_cache_round_trip_and_hit(table, tmp_path, monkeypatch):
     cfg = H.HelpConfig(**TINY)
     first = H.pretrained(table, ["dev_a", "dev_b"], ["val_a"], cfg, seed=0, cache=tmp_path)
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".lock", ".pt"]
+    key = H.cache_key(table, ["dev_a", "dev_b"], ["val_a"], cfg, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [key, f"{key}.lock"]
+    assert sorted(p.name for p in (tmp_path / key).iterdir()) == ["config.json", "weights.pt"]
     monkeypatch.setattr(H, "meta_train", lambda *a, **k: pytest.fail("a cache hit must not meta-train"))
     second = H.pretrained(table, ["dev_a", "dev_b"], ["val_a"], cfg, seed=0, cache=tmp_path)
     assert all(torch.equal(x, y) for x, y in zip(first.state_dict().values(), second.state_dict().values()))
     assert second.config == cfg and second.info["best_episode"] == first.info["best_episode"]
-    state = torch.load(next(tmp_path.glob("*.pt")), weights_only=True)  # tensors only
+    state = torch.load(tmp_path / key / "weights.pt", weights_only=True)  # tensors only
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 

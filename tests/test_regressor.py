@@ -3,6 +3,7 @@
 A synthetic device pool (latency = constant + per-op costs, different per device) on the real NB201 pool
 cells keeps these tests fast and independent of the data files; settings use few steps.
 """
+import hashlib
 import json
 
 import numpy as np
@@ -13,8 +14,10 @@ import torch
 from maplex import nb201
 from maplex.data import DeviceTable, LatencyTable
 from maplex.descriptors import PROBES
+from maplex.core import MaplexError
+from maplex.numerics import torch_threads
 from maplex.regressor import (VARIANTS, ConfigError, LatencyRegressor, MapleX, NotFittedError, RegressorError,
-                              TaskError, fit_calibration, mlp, torch_threads, variant)
+                              TaskError, fit_calibration, mlp, variant)
 
 POOL = np.arange(900)
 FAST = dict(steps=60, num_threads=1)  # tiny settings: these tests check behaviour, not accuracy
@@ -126,8 +129,36 @@ class Payload:
 def test_load_refuses_pickled_code(saved):
     path = saved[2]
     torch.save({"payload": Payload()}, path / "weights.pt")
-    with pytest.raises(ConfigError, match="not unpickled"):
+    with pytest.raises(ConfigError, match="torn or mixed"):  # not the weights this config was saved with
         LatencyRegressor.load(path)
+    _edit(path, weights_sha256=hashlib.sha256((path / "weights.pt").read_bytes()).hexdigest())
+    with pytest.raises(ConfigError, match="not unpickled"):  # even with a matching checksum, nothing is unpickled
+        LatencyRegressor.load(path)
+
+
+def test_load_refuses_torn_or_mixed_folders(saved, tmp_path):
+    reg, X, path = saved
+    other = LatencyRegressor(steps=20, num_threads=1).fit(X, 2 + X.sum(1), seed=1).save(tmp_path / "other")
+    (path / "weights.pt").write_bytes((other / "weights.pt").read_bytes())  # a pair mixed from two saves
+    with pytest.raises(ConfigError, match="torn or mixed"):
+        LatencyRegressor.load(path)
+    (path / "config.json").write_text((other / "config.json").read_text()[:30])  # a config cut short
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        LatencyRegressor.load(path)
+    assert issubclass(ConfigError, MaplexError)
+
+
+def test_save_is_one_unit(saved, monkeypatch):
+    reg, X, path = saved
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    def killed(*args, **kwargs): raise KeyboardInterrupt("killed while writing config.json")
+    monkeypatch.setattr(json, "dumps", killed)  # the crash comes after weights.pt of the new save is written
+    with pytest.raises(KeyboardInterrupt):
+        reg.save(path)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before  # the old model, whole
+    assert sorted(p.name for p in path.parent.iterdir()) == ["reg"]  # no temporary folder left behind
+    np.testing.assert_array_equal(LatencyRegressor.load(path).predict(X), reg.predict(X))
 
 
 @pytest.mark.parametrize("call, message", [
@@ -258,7 +289,7 @@ def test_maplex_load_refuses_unknown_settings_and_versions(pool, tmp_path):
     # a folder saved before the probe table was part of a MapleX (version 1, no "lut" key) is refused by its version
     old = {k: v for k, v in config.items() if k != "lut"}
     (path / "config.json").write_text(json.dumps({**old, "version": 1}))
-    with pytest.raises(ConfigError, match="format version 1; this maplex reads version 2. Re-fit"):
+    with pytest.raises(ConfigError, match="format version 1; this maplex reads version 3. Re-fit"):
         MapleX.load(path)
     with pytest.raises(NotFittedError):
         MapleX().save(tmp_path / "nothing")

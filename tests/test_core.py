@@ -1,0 +1,98 @@
+"""Plumbing shared by every module: the MaplexError family, atomic files and folders, locks, thread state."""
+import importlib
+import inspect
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import maplex
+from maplex.core import BusyError, MaplexError, atomic_dir, atomic_write, file_lock
+
+MODULES = ["nb201", "data", "descriptors", "weighting", "ranking", "neighbourhoods", "lut", "regressor", "evaluation",
+           "help", "profile", "yourdevice", "results", "core", "numerics", "cli"]
+
+
+def test_every_error_class_is_a_maplex_error():
+    classes = {f"{m}.{name}": cls for m in MODULES for name, cls in vars(importlib.import_module(f"maplex.{m}")).items()
+               if inspect.isclass(cls) and issubclass(cls, Exception) and cls.__module__ == f"maplex.{m}"}
+    assert len(classes) >= 15, sorted(classes)
+    assert [n for n, cls in classes.items() if not issubclass(cls, MaplexError)] == []
+
+
+def _kill_while_writing(tmp_path: Path, code: str) -> None:
+    "Run `code` in a child process that blocks inside the write; SIGKILL it there."
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from maplex.core import atomic_dir, atomic_file
+        folder = Path(sys.argv[1])
+        {code}
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "inside"  # the child is in the middle of its write
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+
+def test_a_killed_atomic_write_leaves_the_old_file(tmp_path):
+    atomic_write(tmp_path / "a.txt", "old")
+    _kill_while_writing(tmp_path, """
+        with atomic_file(folder / "a.txt") as f:
+            f.write("new, half"); f.flush()
+            print("inside", flush=True); time.sleep(60)
+    """)
+    assert (tmp_path / "a.txt").read_text() == "old"
+
+
+def test_a_killed_atomic_dir_leaves_the_old_folder(tmp_path):
+    with atomic_dir(tmp_path / "model") as d:
+        (d / "config.json").write_text("old config")
+        (d / "weights.pt").write_text("old weights")
+    _kill_while_writing(tmp_path, """
+        with atomic_dir(folder / "model") as d:
+            (d / "config.json").write_text("new config")
+            print("inside", flush=True); time.sleep(60)
+    """)
+    assert (tmp_path / "model" / "config.json").read_text() == "old config"
+    assert (tmp_path / "model" / "weights.pt").read_text() == "old weights"
+
+
+def test_a_lock_is_released_when_its_holder_dies(tmp_path):
+    _kill_while_writing(tmp_path, """
+        from maplex.core import file_lock
+        with file_lock(folder / "x.lock"):
+            print("inside", flush=True); time.sleep(60)
+    """)
+    with file_lock(tmp_path / "x.lock", timeout=0): pass
+
+
+def test_a_held_lock_names_the_file(tmp_path):
+    with file_lock(tmp_path / "r.lock", what="results.csv"):
+        with pytest.raises(BusyError, match="results.csv is locked by another process"):
+            with file_lock(tmp_path / "r.lock", timeout=0, what="results.csv"): pass
+
+
+def test_atomic_dir_refuses_a_file_in_the_way(tmp_path):
+    (tmp_path / "model").write_text("a file")
+    with pytest.raises(MaplexError, match="not a folder"):
+        with atomic_dir(tmp_path / "model"): pass
+
+
+def test_threads_are_restored_by_the_profilers():
+    from maplex import profile
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = profile.build_net(0).eval()
+        x = profile.make_input((1, *profile.INPUT_SHAPE))
+        profile.measure("torch", net, x, threads=2, warmup=0, repeats=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
