@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
@@ -280,9 +282,15 @@ def evaluate_one(method_name: str, protocol: str, target: str, k: int, seed: int
     return score_task(method, task, table[target], method_name, get_protocol(protocol).name, seed)
 
 # %% ../nbs/80_evaluation.ipynb #733cd540
-def _init_worker(modules: tuple[str, ...] = ()):
+def _exit_with(parent: int) -> None:
+    "Watch the parent process; exit this worker as soon as it is gone (a killed run leaves no orphans)."
+    while os.getppid() == parent: time.sleep(0.5)
+    os._exit(1)
+
+def _init_worker(parent: int, modules: tuple[str, ...] = ()):
     import importlib
     import torch
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     torch.set_num_threads(1)  # two processes on two cores; no oversubscription
     for m in modules: importlib.import_module(m)  # registers methods of higher lessons in this process too
 
@@ -291,7 +299,7 @@ def _job(args) -> dict: return evaluate_one(*args)
 def _in_processes(todo: list, workers: int, plugins: tuple[str, ...]):
     "Yield the rows of `todo` as they finish, from `workers` fresh processes; an interruption stops them all."
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: they inherit no lock or file of this process
-    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(plugins,))
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), plugins))
     try:
         for f in as_completed([ex.submit(_job, j) for j in todo]): yield f.result()
     except BaseException:  # Ctrl-C, SIGTERM (the CLI turns it into SystemExit) or a failed job

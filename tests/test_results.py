@@ -50,8 +50,12 @@ def test_killed_and_rerun_gives_the_uninterrupted_file(tmp_path, uninterrupted, 
     child, csv = evaluate(tmp_path, workers), tmp_path / "results.csv"
     deadline = time.time() + 300
     while rows_in(csv) < n and child.poll() is None and time.time() < deadline: time.sleep(0.01)
+    workers_of = subprocess.run(["pgrep", "-P", str(child.pid)], capture_output=True, text=True).stdout.split()
     child.send_signal(sig)
     child.wait(timeout=120)
+    deadline = time.time() + 10
+    while (alive := [p for p in workers_of if Path(f"/proc/{p}").exists()]) and time.time() < deadline: time.sleep(0.1)
+    assert not alive, f"worker processes {alive} outlived the killed run"
     assert child.returncode != 0 or rows_in(csv) == 72  # it was stopped (or had just finished)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a torn last line is reported; the re-run recomputes it
