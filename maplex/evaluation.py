@@ -23,15 +23,20 @@ from tqdm import tqdm
 
 from . import data, nb201
 from .core import MaplexError
+from .descriptors import PROBES
+from .lut import ProbeTable
 from .numerics import torch_threads
+from .ours import MaplexPredictor
+from .regressor import variant
 from .results import ResultsFile
 
 # %% auto #0
 __all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'COLUMNS', 'METRIC_COLS', 'ORDER', 'METRIC_NAMES',
            'EvaluationError', 'Protocol', 'get_protocol', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics',
-           'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'register_method', 'get_method',
-           'score_task', 'evaluate_one', 'run', 'load_results', 'summarise', 'per_device', 'headline', 'report',
-           'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects', 'overview']
+           'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'MaplexMethod', 'register_method',
+           'get_method', 'score_task', 'evaluate_one', 'run', 'load_results', 'summarise', 'per_device', 'headline',
+           'report', 'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects',
+           'overview']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
 class EvaluationError(MaplexError):
@@ -190,42 +195,42 @@ class FlopsLinear:
 # %% ../nbs/80_evaluation.ipynb #32ddf0af
 class ProbeLUT:
     "Baseline: the layer-wise table solved from the 5 declared probe cells (lesson 60); it ignores the k samples."
-    name = "lut"
-    @property
-    def probe_archs(self) -> tuple[int, ...]:
-        from maplex.descriptors import PROBES
-        return tuple(PROBES)
+    name, probe_archs = "lut", tuple(PROBES)
     def fit(self, task: Task, seed: int = 0) -> "ProbeLUT":
-        from maplex.lut import ProbeTable
-        self.table = ProbeTable.from_probes(task.probes)  # floored as in MapleX's blend
+        self.table = ProbeTable.from_probes(task.probes)  # floored at half the cheapest probe (lesson 60)
         return self
     def predict(self, archs) -> np.ndarray: return self.table.predict(archs)
 
 # %% ../nbs/80_evaluation.ipynb #5c3c877b
 class MapleXMethod:
-    "A `MapleX` configuration as an evaluation method."
-    def __init__(self, name: str, **switches):
-        self.name, self.switches = name, switches
+    "One of the paper's methods (`regressor.VARIANTS`) as an evaluation method; its prediction is the regressor's."
+    def __init__(self, name: str, variant_name: str):
+        self.name, self.variant_name = name, variant_name
     @property
-    def probe_archs(self) -> tuple[int, ...]:
-        from maplex.regressor import MapleX
-        m = MapleX(**self.switches)
-        return tuple(m.probe_archs) if m.n_probes else ()
+    def probe_archs(self) -> tuple[int, ...]: return tuple(variant(self.variant_name).probe_archs)
     def fit(self, task: Task, seed: int = 0) -> "MapleXMethod":
-        from maplex.regressor import MapleX
-        self.model = MapleX(seed=seed, **self.switches).fit(task.pool, task.devices, task.target, task.samples, task.probes)
+        self.model = variant(self.variant_name, seed=seed).fit(task.pool, task.devices, task.target, task.samples, task.probes)
         return self
     def predict(self, archs) -> np.ndarray: return self.model.predict(archs)
+
+class MaplexMethod:
+    "maplex's own predictor (lesson 75) as an evaluation method: the table and the closest device, trusted per target."
+    name, probe_archs = "maplex", tuple(PROBES)
+    def fit(self, task: Task, seed: int = 0) -> "MaplexMethod":
+        measured = pd.concat([task.samples, task.probes])
+        self.model = MaplexPredictor().fit(measured[~measured.index.duplicated()], train=task.train, target=task.target)
+        return self
+    def predict(self, archs) -> np.ndarray: return self.model.predict(archs).to_numpy()
 
 # %% ../nbs/80_evaluation.ipynb #be4f6592
 METHODS: dict[str, Callable[[], object]] = {
     "closest-linear": ClosestDeviceLinear,
     "flops-linear": FlopsLinear,
     "lut": ProbeLUT,
-    "maple": lambda: MapleXMethod("maple", virtual=False, spec_weighting=False, regressor_share=1.0),
-    "maple-lut": lambda: MapleXMethod("maple-lut", virtual=False, spec_weighting=False),  # MAPLE + the probe-table blend (ablation)
-    "maple-x1": lambda: MapleXMethod("maple-x1", spec_weighting=False),
-    "maple-x": lambda: MapleXMethod("maple-x"),
+    "maple": lambda: MapleXMethod("maple", "MAPLE"),  # the papers' methods (lesson 70)
+    "maple-x1": lambda: MapleXMethod("maple-x1", "MAPLE-X1"),
+    "maple-x": lambda: MapleXMethod("maple-x", "MAPLE-X"),
+    "maplex": MaplexMethod,  # ours, beyond the papers (lesson 75)
 }  # the rows every results table carries; HELP registers itself in lesson 85
 _PLUGINS: dict[str, str] = {}  # method name -> module that registered it (imported again in worker processes)
 
@@ -380,7 +385,7 @@ def per_device(df: pd.DataFrame, metric: str = "acc10", k: int = 3) -> pd.DataFr
 
 # %% ../nbs/80_evaluation.ipynb #b24a077e
 METRIC_COLS = ["acc10", "acc5", "spearman", "kendall", "mape", "help_spearman", "help_acc10"]
-ORDER = ["closest-linear", "flops-linear", "lut", "help", "maple", "maple-lut", "maple-x1", "maple-x"]  # table row order
+ORDER = ["closest-linear", "flops-linear", "lut", "help", "maple", "maple-x1", "maple-x", "maplex"]  # table row order
 
 def _ordered(methods) -> list[str]:
     return sorted(methods, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))

@@ -21,16 +21,16 @@ from . import nb201
 from .core import FileFormatError, MaplexError, atomic_dir
 from .data import DeviceTable, LatencyTable
 from .descriptors import PROBES, Descriptor, encode, get_descriptor, join_features, probe_latencies
-from .lut import LayerwiseLUT, ProbeTable, virtual_labels
+from .lut import LayerwiseLUT, virtual_labels
 from .neighbourhoods import neighbourhoods
 from .numerics import DTYPE, torch_threads
 from .weighting import spec_weights
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS', 'RegressorError',
-           'NotFittedError', 'ConfigError', 'mlp', 'train_full_batch', 'write_model', 'read_model', 'LatencyRegressor',
-           'TaskError', 'task_level', 'virtual_examples', 'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleX',
-           'save_maplex', 'load_maplex', 'variant']
+__all__ = ['FORMAT_VERSION', 'TRANSFORMS', 'ROW_BLOCK', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS',
+           'MAPLE_CHOICES', 'RegressorError', 'NotFittedError', 'ConfigError', 'mlp', 'train_full_batch', 'write_model',
+           'read_model', 'LatencyRegressor', 'TaskError', 'task_level', 'virtual_examples', 'fit_calibration',
+           'device_rows', 'MapleXSettings', 'MapleX', 'save_maplex', 'load_maplex', 'variant', 'maple_inner_study']
 
 # %% ../nbs/70_regressor.ipynb #e86348bf
 class RegressorError(MaplexError):
@@ -83,7 +83,25 @@ def mlp(in_dim: int,  # input features
     return torch.nn.Sequential(*layers[:-1])  # no ReLU after the output layer
 
 # %% ../nbs/70_regressor.ipynb #7407c479
-def train_full_batch(net: torch.nn.Module,  # the model to train in place
+ROW_BLOCK = 2048  # rows per block of the full-batch gradient: activations stay in the CPU cache
+
+def _forward(layers: list[torch.nn.Linear], X: torch.Tensor) -> list[torch.Tensor]:
+    "The input and every hidden activation of a ReLU MLP, then its output: [X, h_1, ..., h_L, out]."
+    acts = [X]
+    for i, lin in enumerate(layers):
+        a = torch.addmm(lin.bias, acts[-1], lin.weight.T)  # (n, out) = h W^T + b
+        acts.append(a if i == len(layers) - 1 else a.clamp_(min=0))  # ReLU on hidden layers only
+    return acts
+
+def _backward(layers: list[torch.nn.Linear], acts: list[torch.Tensor], delta: torch.Tensor) -> list[torch.Tensor]:
+    "Gradients [dW_1, db_1, ..., dW_L, db_L] of a loss whose gradient w.r.t. the output is `delta` (n, 1)."
+    grads = []
+    for i in range(len(layers) - 1, -1, -1):
+        grads[:0] = [delta.T @ acts[i], delta.sum(0)]  # dL/dW_i = delta^T h_{i-1}, dL/db_i = sum delta
+        if i: delta = (delta @ layers[i].weight).mul_(acts[i] > 0)  # back through W_i and the ReLU of h_{i-1}
+    return grads
+
+def train_full_batch(net: torch.nn.Sequential,  # a ReLU MLP built by `mlp`, trained in place
                      X: torch.Tensor,  # inputs, (n, f) float64
                      z: torch.Tensor,  # regression targets, (n,) float64
                      w: torch.Tensor,  # per-sample weights, (n,) >= 0, summing to 1
@@ -91,16 +109,25 @@ def train_full_batch(net: torch.nn.Module,  # the model to train in place
                      lr: float = 3e-3,  # peak learning rate; cosine-annealed to 0 over `steps`
                      weight_decay: float = 0.0,  # Adam's L2 penalty
                     ) -> list[float]:
-    "Minimise the weighted squared error by full-batch Adam; returns the loss after each step."
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    "Minimise the weighted squared error by full-batch Adam; returns the loss before each step."
+    layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+    params = [p for lin in layers for p in (lin.weight, lin.bias)]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    blocks = [slice(i, i + ROW_BLOCK) for i in range(0, len(X), ROW_BLOCK)]
     losses = []
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = (w * (net(X).squeeze(1) - z) ** 2).sum()  # L = sum_i w_i (f(x_i) - z_i)^2 ; (n,) -> ()
-        loss.backward()
-        opt.step(); sched.step()
-        losses.append(loss.item())
+    with torch.no_grad():  # the gradient is written out below: two GEMMs per layer, no autograd graph
+        for _ in range(steps):
+            loss, grads = 0.0, [torch.zeros_like(p) for p in params]
+            for b in blocks:  # the full batch, a block of rows at a time (the sum is the same)
+                acts = _forward(layers, X[b])
+                r = acts[-1].squeeze(1) - z[b]  # residuals of the block
+                loss += float(w[b] @ (r * r))  # L = sum_i w_i (f(x_i) - z_i)^2
+                for g, gb in zip(grads, _backward(layers, acts, (2 * w[b] * r)[:, None])): g += gb  # dL/df = 2 w r
+            for p, g in zip(params, grads): p.grad = g
+            opt.step()
+            sched.step()
+            losses.append(loss)
     return losses
 
 # %% ../nbs/70_regressor.ipynb #27762e75
@@ -337,15 +364,19 @@ def device_rows(train: LatencyTable,  # training devices' latencies (ms)
                 cells: np.ndarray,  # the target's measured cells: each device is normalised on these
                 device_weight: pd.Series,  # loss weight per training device
                 normalise: bool = True,  # divide each device's ms by exp(task_level) on `cells`
+                max_rows: int | None = None,  # rows at most: each device gives max_rows // D of its cells (None: all)
+                seed: int = 0,  # seeds which cells each device gives when max_rows applies
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Features, (normalised) latency and weight of every training cell: X (n, E + D), y (n,), w (n,)."
-    enc, X, y, w = encode(train.archs), [], [], []  # enc: (N, E)
+    "Features, (normalised) latency and weight of the training rows: X (n, E + D), y (n,), w (n,)."
+    rng, per = np.random.default_rng([seed, 7]), len(train.archs) if max_rows is None else max_rows // len(train.devices)
+    X, y, w = [], [], []
     for d in train.devices:
+        rows = np.sort(rng.permutation(len(train.archs))[:per]) if per < len(train.archs) else slice(None)  # its own cells
         probes = probe_latencies(train, d, descriptor.probes) if descriptor.n_probes else None
-        X.append(join_features(enc, descriptor(d, devices, probes)))  # (N, E + D)
-        ms = train[d].to_numpy()  # (N,)
+        X.append(join_features(encode(train.archs[rows]), descriptor(d, devices, probes)))  # (n_d, E + D)
+        ms = train[d].to_numpy()[rows]  # (n_d,)
         y.append(ms / np.exp(task_level(train[d].loc[cells].to_numpy())) if normalise else ms)
-        w.append(np.full(len(enc), float(device_weight[d])))
+        w.append(np.full(len(ms), float(device_weight[d])))
     return np.concatenate(X), np.concatenate(y), np.concatenate(w)
 
 # %% ../nbs/70_regressor.ipynb #ae49d7d9
@@ -363,7 +394,7 @@ class MapleXSettings:
     bound: float = 0.05  # neighbourhood bound (relative latency deviation)
     max_size: int = 30  # neighbours per sample (chosen by inner leave-one-device-out; the paper used 5-10)
     calib_reg: float = 1.0  # ridge lambda pulling the calibration slope towards 1
-    regressor_share: float = 0.25  # beta: ln pred = beta ln(regressor) + (1 - beta) ln LUT(a), the probe table (ours; 1 = regressor only)
+    max_rows: int = 4500  # training rows at most: with D devices, each gives max_rows // D pool cells (paper: 5 x 900)
     hidden: tuple[int, ...] = (64, 64)  # regressor hidden widths
     steps: int = 400  # regressor Adam steps (full batch)
     lr: float = 3e-3  # regressor peak learning rate
@@ -373,8 +404,7 @@ class MapleXSettings:
     def __post_init__(self):
         get_descriptor(self.descriptor)  # an unknown kind fails here, not at fit time
         if self.transform not in TRANSFORMS: raise RegressorError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}.")
-        if not 0.0 <= self.regressor_share <= 1.0:
-            raise RegressorError(f"regressor_share is a blend weight in [0, 1], got {self.regressor_share}.")
+        if self.max_rows < 1: raise RegressorError(f"max_rows must be a positive number of rows, got {self.max_rows}.")
         if min(self.target_weight, self.virtual_weight) <= 0 or self.calib_reg < 0:
             raise RegressorError("target_weight and virtual_weight must be > 0, and calib_reg >= 0.")
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -382,13 +412,12 @@ class MapleXSettings:
 # %% ../nbs/70_regressor.ipynb #0a5c58f4
 class MapleX(MapleXSettings):
     "MAPLE, MAPLE-X1 and MAPLE-X in one estimator: fit on training devices plus a target's few measurements."
-    regressor, target, lut_ = None, None, None  # set by fit (or load)
+    regressor, target = None, None  # set by fit (or load)
 
     @property
     def probe_archs(self) -> tuple[int, ...]:
-        "Probe cells to measure on the target: the descriptor's, plus `PROBES` for the layer-wise table (virtual labels, blend)."
-        lut = self.virtual or self.regressor_share < 1
-        return tuple(dict.fromkeys([*get_descriptor(self.descriptor).probes, *(PROBES if lut else ())]))
+        "Probe cells to measure on the target: the descriptor's, plus `PROBES` for the layer-wise table of the virtual labels."
+        return tuple(dict.fromkeys([*get_descriptor(self.descriptor).probes, *(PROBES if self.virtual else ())]))
 
     @property
     def n_probes(self) -> int:
@@ -407,7 +436,8 @@ class MapleX(MapleXSettings):
         measured = samples if probes is None else pd.concat([samples, probes]).groupby(level=0).first()  # the k + p cells C
         self.device_weights_ = (spec_weights(target, train.devices, devices) if self.spec_weighting
                                 else pd.Series(1.0, index=pd.Index(train.devices, name="device"), name="spec_weight"))
-        X, y, w = device_rows(train, devices, desc, measured.index.to_numpy(), self.device_weights_, self.normalise)
+        X, y, w = device_rows(train, devices, desc, measured.index.to_numpy(), self.device_weights_, self.normalise,
+                              self.max_rows, self.seed)
         self.descriptor_ = desc(target, devices, probes if desc.n_probes else None)  # (D,)
         self.level_ = task_level(measured.to_numpy()) if self.normalise else 0.0  # m_t
         self.virtual_ = (virtual_examples(train, samples, probes, self.bound, self.max_size).drop(measured.index, errors="ignore")
@@ -420,7 +450,6 @@ class MapleX(MapleXSettings):
         z = _log(self.regressor.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
         fitted = fit_calibration(z, np.log(cells.to_numpy()) - self.level_, cw / self.target_weight, self.calib_reg)
         self.calibration_ = fitted if self.calibrate else (1.0, 0.0)  # (alpha, beta)
-        self.lut_ = ProbeTable.from_probes(probes) if self.regressor_share < 1 else None  # the target's probe table (lesson 60)
         self.target, self.fit_seconds_ = target, time.perf_counter() - start
         return self
 
@@ -430,10 +459,7 @@ class MapleX(MapleXSettings):
         if self.regressor is None: raise NotFittedError("this MapleX is not fitted: call fit(...) or MapleX.load(path) first.")
         z = _log(self.regressor.predict(join_features(encode(archs), self.descriptor_)))  # (n,)
         a, b = self.calibration_
-        ln = a * z + b + self.level_  # the regressor's ln l = a z + b + m_t
-        if self.regressor_share < 1:  # blend with the probe table in log space
-            ln = self.regressor_share * ln + (1 - self.regressor_share) * np.log(self.lut_.predict(archs))
-        return np.exp(ln)
+        return np.exp(a * z + b + self.level_)  # ln l = alpha z + beta + m_t: the regressor's prediction, nothing else
 
     def save(self, path) -> Path: return save_maplex(self, path)  # see `save_maplex`
     @classmethod
@@ -441,8 +467,8 @@ class MapleX(MapleXSettings):
 
 # %% ../nbs/70_regressor.ipynb #51ea4dc5
 MAPLEX_FORMAT = "maplex.MapleX"  # the `format` of a saved MapleX
-MAPLEX_VERSION = 3  # of a saved MapleX; 2 added the probe table (key "lut"), 3 float64 weights and their sha256
-MAPLEX_KEYS = {"format", "version", "settings", "target", "descriptor_values", "level", "calibration", "regressor", "lut"}
+MAPLEX_VERSION = 3  # of a saved MapleX; 3: float64 weights with their sha256, the regressor's prediction only
+MAPLEX_KEYS = {"format", "version", "settings", "target", "descriptor_values", "level", "calibration", "regressor"}
 
 def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
                 path,  # folder to write config.json and weights.pt into
@@ -452,8 +478,7 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
     settings = {f.name: getattr(model, f.name) for f in fields(MapleXSettings)}
     config = dict(format=MAPLEX_FORMAT, version=MAPLEX_VERSION, settings={**settings, "hidden": list(model.hidden)},
                   target=model.target, descriptor_values=[float(v) for v in model.descriptor_], level=float(model.level_),
-                  calibration=list(model.calibration_), regressor=model.regressor.get_config(),
-                  lut=None if model.lut_ is None else model.lut_.to_dict())
+                  calibration=list(model.calibration_), regressor=model.regressor.get_config())
     return write_model(path, config, model.regressor.state_dict())
 
 def load_maplex(path  # folder written by `save_maplex`
@@ -467,17 +492,13 @@ def load_maplex(path  # folder written by `save_maplex`
     model.target, model.level_ = config["target"], float(config["level"])
     model.descriptor_ = np.asarray(config["descriptor_values"], dtype=np.float32)
     model.calibration_ = tuple(float(v) for v in config["calibration"])
-    lut = config["lut"]
-    if (lut is None) != (model.regressor_share >= 1):
-        raise ConfigError(f"{path}/config.json: a regressor_share below 1 needs the probe table ('lut'), and only then.")
-    model.lut_ = None if lut is None else ProbeTable.from_dict(lut)
     return model
 
 # %% ../nbs/70_regressor.ipynb #459fe9fd
 VARIANTS: dict[str, dict] = {
-    "MAPLE": dict(virtual=False, spec_weighting=False, regressor_share=1.0),  # descriptor + target samples with extra weight
-    "MAPLE-X1": dict(spec_weighting=False),  # + virtual examples from latency neighbourhoods
-    "MAPLE-X": dict(),  # + hardware-spec importance weighting
+    "MAPLE": dict(virtual=False, spec_weighting=False),  # descriptor + target samples with extra weight
+    "MAPLE-X1": dict(spec_weighting=False),  # + virtual examples from latency neighbourhoods (§2.2)
+    "MAPLE-X": dict(),  # + hardware-spec importance weighting (§2.1)
 }
 
 def variant(name: str,  # a key of VARIANTS
@@ -486,3 +507,32 @@ def variant(name: str,  # a key of VARIANTS
     "A MapleX configured as one of the paper's methods."
     if name not in VARIANTS: raise RegressorError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}.")
     return MapleX(**{**VARIANTS[name], **overrides})
+
+# %% ../nbs/70_regressor.ipynb #c5ef025f
+MAPLE_CHOICES: dict[str, dict] = {
+    "MAPLE-X (defaults)": {}, "no normalisation": dict(normalise=False), "no calibration": dict(calibrate=False),
+    "regress ms": dict(transform="ms"), "target_weight=5": dict(target_weight=5.0),
+    "target_weight=100": dict(target_weight=100.0), "max_size=10": dict(max_size=10),
+}  # one setting at a time away from the defaults
+
+def maple_inner_study(ms: pd.DataFrame,  # latency (ms), arch_index x device; only the fold devices' cells 0..899 are read
+                      devices: DeviceTable,  # rows of the fold devices
+                      fold_devices: list[str],  # a protocol fold's training devices (its target is not among them)
+                      k: int = 3,  # samples of each pseudo-target, from its cells 0..599
+                      seeds=range(1),  # draws (and training seeds) per pseudo-target
+                      choices: dict[str, dict] = MAPLE_CHOICES,  # setting name -> MAPLE-X overrides
+                     ) -> pd.DataFrame:
+    "±10 % accuracy on cells 600..899 of MAPLE-X under each choice, each fold device playing the target in turn."
+    train_cells, scored = np.union1d(np.arange(600), PROBES), np.setdiff1d(np.arange(600, 900), PROBES)
+    pool, rows = ms.loc[np.arange(900)], []  # the pseudo-target's scored cells are never training cells
+    for pseudo in fold_devices:
+        others = [d for d in fold_devices if d != pseudo]
+        train, col = LatencyTable(pool.loc[train_cells, others]), pool[pseudo]
+        for seed in seeds:
+            s = np.sort(np.random.default_rng(seed).choice(np.setdiff1d(np.arange(600), PROBES), size=k, replace=False))
+            for name, kw in choices.items():
+                m = variant("MAPLE-X", seed=seed, **kw).fit(train, devices.select([*others, pseudo]), pseudo, col.loc[s],
+                                                            col.loc[list(PROBES)])
+                err = np.abs(m.predict(scored) - col.loc[scored].to_numpy()) / col.loc[scored].to_numpy()
+                rows.append(dict(pseudo_target=pseudo, seed=seed, k=k, setting=name, acc10=float(np.mean(err <= 0.10))))
+    return pd.DataFrame(rows)

@@ -1,32 +1,30 @@
-"""Inner leave-one-device-out study: how MapleX's settings were chosen without touching a target.
+#!/usr/bin/env python3
+"""Inner leave-one-device-out studies: the evidence behind the defaults, from training devices' pool cells only.
 
-For every fold of a protocol (one target held out and never read), each of the fold's training devices in turn plays
-the target ("pseudo-target") and the others train. The training devices contribute cells 0..599 plus the probes; the
-pseudo-target's k samples are drawn from its cells 0..599 and it is scored on its cells 900..15624, the same test
-range as the real protocol, because cells measured apart from the pool can sit at another level. Scored here: the
-regressor's share beta in MapleX's final blend with the probe table, for MAPLE and MAPLE-X1.
+For every fold of a protocol (one target held out and never read), each of the fold's training devices in turn
+plays the target. It gives k samples from its cells 0..599 (and the five probes) and is scored on its cells
+600..899; the other training devices keep their cells 0..899. No cell from 900 on and no fold target is read:
+the studies receive a table with those replaced by NaN.
 
-    python tools/inner_study.py --protocol P-X6 --k 3 --seeds 2 --out results/inner/P-X6_k3.csv
-    python tools/inner_study.py --protocol P-HELP --k 10 --seeds 2 --out results/inner/P-HELP_k10.csv  # a later check
+    python tools/inner_study.py maplex --protocol P-X6 --k 3 5 10 20            # lesson 75: maplex's floor, per fold
+    python tools/inner_study.py maple --protocol P-X6 --k 3 --seeds 1           # lesson 70: MapleX's settings
+
+Writes results/inner/<study>_<protocol>.csv (one row per fold, pseudo-target, seed, k and rule or setting).
 """
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from maplex import data
-from maplex.descriptors import PROBES
-from maplex.evaluation import get_protocol, metrics
-from maplex.nb201 import N_ARCHS
-from maplex.regressor import MapleX
-
-SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)  # beta: 0 = probe table only, 1 = regressor only
-MODELS = {"maple": dict(virtual=False, spec_weighting=False), "maple-x1": dict(spec_weighting=False)}
+from maplex.evaluation import get_protocol
+from maplex.ours import inner_study
+from maplex.regressor import maple_inner_study
 
 
 def folds(protocol: str) -> dict[str, list[str]]:
@@ -36,36 +34,40 @@ def folds(protocol: str) -> dict[str, list[str]]:
     return {t: p.train_devices(t) for t in p.targets}
 
 
-def main() -> None:
+def blind(ms: pd.DataFrame, fold_target: str) -> pd.DataFrame:
+    "The table a fold's study may see: cells from 900 on and the fold's target replaced by NaN."
+    out = ms.copy()
+    out.loc[out.index >= 900] = np.nan
+    if fold_target in out: out[fold_target] = np.nan
+    return out
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("study", choices=["maplex", "maple"])
     ap.add_argument("--protocol", default="P-X6")
-    ap.add_argument("--k", type=int, default=3)
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("results/inner/P-X6_k3.csv"))
-    a = ap.parse_args()
+    ap.add_argument("--k", type=int, nargs="+", default=[3])
+    ap.add_argument("--seeds", type=int, default=2, help="draws per pseudo-target (maplex: as maplex.ours.INNER_SEEDS)")
+    ap.add_argument("--out", type=Path, help="default: results/inner/<study>_<protocol>.csv")
+    a = ap.parse_args(argv)
     torch.set_num_threads(1)
     table, devices = data.load_nb201(), data.load_devices()
-    train_cells = np.union1d(np.arange(600), PROBES)
-    test_cells = np.arange(900, N_ARCHS)
-    jobs = [(f, p, s) for f, devs in folds(a.protocol).items() for p in devs for s in range(a.seeds)]
-    rows = []
-    for fold, pseudo, seed in tqdm(jobs, desc=f"inner {a.protocol} k={a.k}"):
-        others = [d for d in folds(a.protocol)[fold] if d != pseudo]  # the fold's target is not among them
-        col = table[pseudo]
-        samples = col.loc[np.sort(np.random.default_rng(seed).choice(np.arange(600), size=a.k, replace=False))]
-        truth = col.loc[test_cells].to_numpy()
-        for name, switches in MODELS.items():
-            m = MapleX(seed=seed, regressor_share=0.5, **switches)  # any share < 1 keeps the probe table
-            m.fit(table.select(others).take(train_cells), devices.select([*others, pseudo]), pseudo, samples,
-                  col.loc[list(m.probe_archs)])
-            for beta in SHARES:
-                m.regressor_share = beta  # the share acts at predict time only
-                rows.append(dict(protocol=a.protocol, k=a.k, fold=fold, pseudo_target=pseudo, seed=seed, model=name,
-                                 regressor_share=beta, **metrics(m.predict(test_cells), truth)))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(a.out, index=False)
-    print(pd.DataFrame(rows).pivot_table(index="regressor_share", columns="model", values="acc10").round(3))
+    frames, t0 = [], time.perf_counter()
+    for fold, devs in folds(a.protocol).items():
+        ms = blind(table.ms, fold)
+        for k in a.k:
+            if a.study == "maplex": df = inner_study(ms, devs, k=k, seeds=range(a.seeds))
+            else: df = maple_inner_study(ms, devices, devs, k=k, seeds=range(a.seeds))
+            frames.append(df.assign(protocol=a.protocol, fold=fold))
+        print(f"fold {fold}: {time.perf_counter() - t0:.0f} s", flush=True)
+    out = a.out or Path("results/inner") / f"{a.study}_{a.protocol}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.concat(frames, ignore_index=True)
+    df.to_csv(out, index=False)
+    col = "rule" if a.study == "maplex" else "setting"
+    print(df.pivot_table(index=col, columns="k", values="acc10").round(3))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
