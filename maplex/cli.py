@@ -23,8 +23,8 @@ from .numerics import torch_threads
 
 # %% auto #0
 __all__ = ['DEMO_METHODS', 'cmd_info', 'cmd_download', 'cmd_probes', 'read_samples', 'predict_device', 'cmd_predict',
-           'cmd_evaluate', 'holdout_task', 'leave_one_setting_out', 'demo_report', 'public_pool_hint', 'cmd_demo',
-           'build_parser', 'main']
+           'cmd_evaluate', 'holdout_task', 'leave_one_setting_out', 'demo_report', 'reading', 'public_pool_hint',
+           'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #8674ba40
 def cmd_info(args) -> int:
@@ -74,7 +74,7 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
                    devices: data.DeviceTable, # specs of the training devices and the target
                    target: str, # name of the target (a row of `devices`, not a column of `train`)
                    measured: pd.Series, # every measurement of the target: arch_index -> ms
-                   method: str = "maple-x", # see `evaluation.METHODS`
+                   method: str = "maplex", # see `evaluation.METHODS`
                    seed: int = 0, # training seed
                    threads: int | None = 1, # torch threads while fitting (1: the same numbers on any machine)
                   ) -> pd.DataFrame:
@@ -129,7 +129,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 # %% ../nbs/99_cli.ipynb #76ad408e
-DEMO_METHODS = ("closest-linear", "maple", "maple-x")  # the closest-device floor, the MAPLE baseline, ours
+DEMO_METHODS = ("closest-linear", "lut", "maple", "maple-x", "maplex")  # floors, the papers' rows, ours
 
 def holdout_task(table: data.LatencyTable, # every setting's latencies; the target's column is read at k + p cells only
                  devices: data.DeviceTable, # a row per column of `table`
@@ -194,8 +194,21 @@ def demo_report(df: pd.DataFrame, # rows of `leave_one_setting_out` or `evaluati
         f"scored on its {'/'.join(map(str, n))} measured test cells (index >= 900).",
         "budget k + p per target: " + ", ".join(f"{m} {b.replace('+', ' + ')}" for m, b in budgets.items()),
         "", "±10 % accuracy (share of test cells predicted within 10 % of the measurement):", "",
-        evaluation.per_device(df, "acc10", k)[list(budgets.index)].round(3).to_markdown(), "",
+        evaluation.per_device(df, "acc10", k)[list(budgets.index)].round(3).to_markdown(), "", reading(df, k),
         "fit + predict per target, mean: " + ", ".join(f"{m} {s:.2f} s" for m, s in seconds.items())])
+
+def reading(df: pd.DataFrame, k: int) -> str:
+    "One line that reads the demo table: where maplex stands against the best other row on each target."
+    t = evaluation.per_device(df, "acc10", k).drop(index="mean")
+    if "maplex" not in t or t.shape[1] < 2:
+        return "How to read it: the higher, the better; each row is one held-out target."
+    gap = t["maplex"] - t.drop(columns="maplex").max(axis=1)  # > 0: maplex is the best row on that target
+    rows = ("lut is the probe table alone, maple and maple-x the papers' methods, closest-linear the closest training "
+            "device.")
+    if (gap >= 0).all():
+        return f"How to read it: maplex (this package's predictor) is the best row on every target, by {gap.min():.3f} or more; {rows}"
+    return (f"How to read it: maplex (this package's predictor) is the best row on {int((gap >= 0).sum())} of {len(gap)} "
+            f"targets and at most {-gap.min():.3f} behind the best other row ({gap.idxmin()}); {rows}")
 
 def public_pool_hint() -> str:
     "One line: the public device pool is available, or how to get it."
@@ -249,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probes", help="print the cells a method needs measured on a new device",
                         description="Print the arch strings of a method's probe cells, one per line (nothing for a "
                         "method without probes): measure these on your device, besides your samples.")
-    pr.add_argument("--method", default="maple-x", help="one of: " + ", ".join(evaluation.METHODS) + " (default: maple-x)")
+    pr.add_argument("--method", default="maplex", help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex)")
     pr.set_defaults(func=cmd_probes)
     _add_predict(sub)
     profile.build_profile_parser(sub)
@@ -279,7 +292,8 @@ def _add_predict(sub) -> None:
     p.add_argument("--devices", required=True, help="device CSV (columns of devices.csv) with training devices and target")
     p.add_argument("--target", required=True, help="the target's name (its row in --devices)")
     p.add_argument("--samples", required=True, help="CSV of arch_str,latency_ms: the target's measurements")
-    p.add_argument("--method", default="maple-x", help="one of: " + ", ".join(evaluation.METHODS) + " (default: maple-x)")
+    p.add_argument("--method", default="maplex", help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex, "
+                   "this package's own predictor; maple-x is the paper's MAPLE-X)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--out", required=True, help="where to write arch_index,arch_str,latency_ms")
     p.set_defaults(func=cmd_predict)

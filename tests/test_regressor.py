@@ -230,7 +230,7 @@ def test_variants_are_switches(pool, name):
 
 def test_spec_descriptor_needs_no_probes(pool):
     train, devices, samples, _, _ = pool
-    m = MapleX(descriptor="spec", virtual=False, regressor_share=1.0, **FAST)
+    m = MapleX(descriptor="spec", virtual=False, **FAST)
     assert m.n_probes == 0 and m.probe_archs == ()
     assert m.fit(train, devices, "target", samples).predict([0, 1]).shape == (2,)
 
@@ -286,7 +286,7 @@ def test_maplex_load_refuses_unknown_settings_and_versions(pool, tmp_path):
     _edit(path, settings=config["settings"], version=0)
     with pytest.raises(ConfigError, match="format version 0"):
         MapleX.load(path)
-    # a folder saved before the probe table was part of a MapleX (version 1, no "lut" key) is refused by its version
+    # a folder saved by an earlier maplex (version 1: float32, no weights_sha256) is refused by its version
     old = {k: v for k, v in config.items() if k != "lut"}
     (path / "config.json").write_text(json.dumps({**old, "version": 1}))
     with pytest.raises(ConfigError, match="format version 1; this maplex reads version 3. Re-fit"):
@@ -295,13 +295,29 @@ def test_maplex_load_refuses_unknown_settings_and_versions(pool, tmp_path):
         MapleX().save(tmp_path / "nothing")
 
 
-def test_regressor_share_acts_at_predict_time_only(pool):
-    # tools/inner_study.py scores several shares from one fit by setting `regressor_share` on a fitted model;
-    # that is only sound while fitting does not depend on the share (for any share below 1).
+def test_the_papers_rows_predict_with_the_regressor_alone(pool):
+    # MAPLE, MAPLE-X1 and MAPLE-X: ln l = alpha f(x) + beta + m_t, nothing blended in
     train, devices, samples, probes, _ = pool
     cells = np.arange(0, 15625, 97)
-    one = MapleX(regressor_share=0.5, **FAST).fit(train, devices, "target", samples, probes)
-    for beta in (0.0, 0.25, 0.9):
-        fresh = MapleX(regressor_share=beta, **FAST).fit(train, devices, "target", samples, probes).predict(cells)
-        one.regressor_share = beta
-        np.testing.assert_allclose(one.predict(cells), fresh, rtol=1e-6)
+    for name in VARIANTS:
+        m = variant(name, **FAST).fit(train, devices, "target", samples, probes)
+        a, b = m.calibration_
+        z = np.log(m.regressor.predict(np.c_[nb201.onehot(cells), np.tile(m.descriptor_, (len(cells), 1))]))
+        np.testing.assert_allclose(m.predict(cells), np.exp(a * z + b + m.level_), rtol=1e-12)
+        assert not hasattr(m, "regressor_share") and not hasattr(m, "lut_")
+
+
+def test_max_rows_caps_the_training_rows_and_draws_each_devices_own_cells(pool):
+    from maplex.descriptors import get_descriptor
+    from maplex.regressor import device_rows
+    train, devices, samples, probes, _ = pool
+    cells = np.r_[samples.index, list(PROBES)]
+    weights = pd.Series(1.0, index=train.devices)
+    X, y, w = device_rows(train, devices, get_descriptor("probe"), cells, weights, max_rows=4500)
+    assert len(y) == min(4500 // len(train.devices), len(train.archs)) * len(train.devices)
+    Xs, ys, _ = device_rows(train, devices, get_descriptor("probe"), cells, weights, max_rows=2 * len(train.devices))
+    assert len(ys) == 2 * len(train.devices)  # two cells per device
+    Xs2, _, _ = device_rows(train, devices, get_descriptor("probe"), cells, weights, max_rows=2 * len(train.devices))
+    np.testing.assert_array_equal(Xs, Xs2)  # the same seed draws the same cells
+    with pytest.raises(RegressorError, match="max_rows"):
+        MapleX(max_rows=0)
