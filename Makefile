@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 QUIET := 2>&1 | { grep -v "^WARNING: Location" || true; }  # this machine's pip config warns per package
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
 
-.PHONY: install dev demo test test-notebooks test-nbdev check-sync docs check-docs wheel clean
+.PHONY: install dev demo test test-slow test-notebooks test-nbdev check-sync docs check-docs wheel clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: install
 test: dev
 	$(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) nbs/ tests/
+
+## The slow tests too: the committed HELP rows, each meta-trained from an empty cache (several minutes per row).
+test-slow: dev
+	MAPLEX_SLOW=1 $(BIN)/python -m pytest -p no:cacheprovider -m slow tests/
 
 ## The library is in sync with the notebooks and the notebooks are clean.
 check-sync: dev

@@ -33,3 +33,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes of work (HELP meta-training); runs with MAPLEX_SLOW=1 (`make test-slow`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    import os
+    if os.environ.get("MAPLEX_SLOW"): return
+    skip = pytest.mark.skip(reason="slow (HELP meta-trains for minutes): run `make test-slow` (MAPLEX_SLOW=1)")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)

@@ -31,12 +31,12 @@ from .regressor import variant
 from .results import ResultsFile
 
 # %% auto #0
-__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'COLUMNS', 'METRIC_COLS', 'ORDER', 'METRIC_NAMES',
-           'EvaluationError', 'Protocol', 'get_protocol', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics',
-           'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'MaplexMethod', 'register_method',
-           'get_method', 'score_task', 'evaluate_one', 'run', 'load_results', 'summarise', 'per_device', 'headline',
-           'report', 'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects',
-           'overview']
+__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'COLUMNS', 'TOLERANCE', 'METRIC_COLS', 'ORDER',
+           'KIND', 'METRIC_NAMES', 'EvaluationError', 'Protocol', 'get_protocol', 'Task', 'draw_samples', 'make_task',
+           'score_cells', 'metrics', 'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'MaplexMethod',
+           'register_method', 'get_method', 'score_task', 'evaluate_one', 'run', 'load_results', 'summarise',
+           'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots',
+           'plot_pred_vs_true', 'paired_effects', 'overview']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
 class EvaluationError(MaplexError):
@@ -256,6 +256,8 @@ _METRIC_FIELDS = ["acc10", "acc5", "spearman", "kendall", "mape"]  # what `metri
 COLUMNS: dict[str, type] = {"protocol": str, "method": str, "target": str, "k": int, "seed": int, "budget": str,
                             "n_test": int, "fit_predict_s": float, **{m: float for m in _METRIC_FIELDS},
                             **{f"help_{m}": float for m in _METRIC_FIELDS}}  # a results row, in file order
+TOLERANCE = {"acc10": 1 / 14725, "acc5": 1 / 14725, "help_acc10": 1 / 790, "spearman": 1e-9, "kendall": 1e-9,
+             "help_spearman": 1e-9, "mape": 1e-9}  # how far a row may move on another x86 CPU (lesson 80: measured)
 
 def score_task(method, # a method object (see METHODS); fitted here
                task: Task, # what the method may know
@@ -385,7 +387,10 @@ def per_device(df: pd.DataFrame, metric: str = "acc10", k: int = 3) -> pd.DataFr
 
 # %% ../nbs/80_evaluation.ipynb #b24a077e
 METRIC_COLS = ["acc10", "acc5", "spearman", "kendall", "mape", "help_spearman", "help_acc10"]
-ORDER = ["closest-linear", "flops-linear", "lut", "help", "maple", "maple-x1", "maple-x", "maplex"]  # table row order
+ORDER = ["closest-linear", "flops-linear", "lut", "help", "maple", "maple-x1", "maple-x", "maplex"]
+KIND = {"closest-linear": "baseline", "flops-linear": "baseline", "lut": "baseline", "help": "paper (HELP)",
+        "maple": "paper (MAPLE)", "maple-x1": "paper (MAPLE-X ablation)", "maple-x": "paper (MAPLE-X)",
+        "maplex": "ours"}  # what each row is: a floor, a paper's method, or this package's own predictor  # table row order
 
 def _ordered(methods) -> list[str]:
     return sorted(methods, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
@@ -508,4 +513,5 @@ def overview(runs: dict[str, pd.DataFrame], # protocol name -> rows from `run`
     t = pd.DataFrame(out)
     probes = pd.concat(runs.values()).groupby("method").budget.first().str.split("+").str[1].astype(int)
     t.insert(0, "probes p", probes.reindex(t.index))
+    t.insert(0, "kind", [KIND.get(m, "") for m in t.index])
     return t.loc[_ordered(t.index)].fillna("–")
