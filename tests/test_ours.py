@@ -7,7 +7,7 @@ from maplex import nb201
 from maplex.data import LatencyTable
 from maplex.descriptors import PROBES
 from maplex.lut import lut_design
-from maplex.ours import (FLOORS, MaplexPredictor, MaplexPredictorError, choose_floor, fit_closest, inner_study,
+from maplex.ours import (FLOORS, MaplexPredictor, MaplexPredictorError, fit_closest, inner_study, pool_drift,
                          trust_weights)
 
 POOL = np.arange(900)
@@ -94,13 +94,18 @@ def test_inner_study_reads_only_the_fold_devices_pool_cells(pool):
     assert {f"floor {f:g}" for f in FLOORS} <= set(study.rule)
 
 
-def test_choose_floor_is_one_of_the_menu_and_cached(pool, monkeypatch):
-    f = choose_floor(pool, 3)
-    assert f in FLOORS
-    import maplex.ours as ours
-    monkeypatch.setattr(ours, "inner_study", lambda *a, **k: pytest.fail("a second call must come from the cache"))
-    assert choose_floor(pool, 3) == f
-    assert choose_floor(pool.select(pool.devices[:2]), 3) == FLOORS[0]  # too few devices to learn from
+def test_the_closest_devices_drift_outside_the_pool_is_taken_off():
+    cells = np.arange(2000)
+    ms = pd.Series(additive(1.0, (0.2, 0.5, 1.0, 0.3), cells), index=cells)
+    assert abs(pool_drift(ms)) < 1e-9  # an additive column does not drift
+    shifted = ms * np.where(cells >= 900, 1.2, 1.0)  # measured 20 % slower outside the pool
+    assert pool_drift(shifted) == pytest.approx(np.log(1.2))
+    train = LatencyTable(pd.DataFrame({"d": shifted}, index=pd.Index(cells, name="arch_index")))
+    target = 2.0 * ms  # the same device without the drift, twice as slow
+    m = MaplexPredictor(floor=float("inf")).fit(measurements(target, 5), train=train)
+    ln_c = m.closest_.slope * (np.log(shifted.loc[[1500]]) - m.drift_) + m.closest_.intercept
+    assert np.exp(ln_c.iloc[0]) == pytest.approx(target.loc[1500], rel=1e-6)  # the closest fit without the drift
+    assert MaplexPredictor(drift=False).fit(measurements(target, 5), train=train).drift_ == 0.0
 
 
 @pytest.mark.parametrize("change, message", [
@@ -122,4 +127,4 @@ def test_target_in_training_table_and_not_fitted(pool):
     with pytest.raises(MaplexPredictorError, match="not fitted"):
         MaplexPredictor().predict([0])
     with pytest.raises(MaplexPredictorError, match="floor must be"):
-        MaplexPredictor(floor="sharp")
+        MaplexPredictor(floor="auto")
