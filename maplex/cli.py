@@ -273,8 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="predict each embedded runtime setting from 3 samples + probes (offline)",
                        description="Hold each runtime setting of the embedded dataset out in turn, measure k of its "
-                       "cells plus the method's probes, predict its test cells with the closest-device floor, MAPLE "
-                       "and MAPLE-X, and print the ±10 % accuracy. Needs no download.")
+                       "cells plus the method's probes, predict its test cells with the closest-device floor, the probe "
+                       "table, the papers' MAPLE and MAPLE-X, and maplex, and print the ±10 % accuracy. Needs no download.")
     p.add_argument("--data", choices=["embedded", "public"], default="embedded",
                    help="embedded: the settings shipped with maplex (default); public: HELP's P-X6 devices "
                    "(after `maplex download`, about a minute)")

@@ -32,11 +32,12 @@ from .results import ResultsFile
 
 # %% auto #0
 __all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'COLUMNS', 'TOLERANCE', 'METRIC_COLS', 'ORDER',
-           'KIND', 'METRIC_NAMES', 'EvaluationError', 'Protocol', 'get_protocol', 'Task', 'draw_samples', 'make_task',
-           'score_cells', 'metrics', 'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'MaplexMethod',
-           'register_method', 'get_method', 'score_task', 'evaluate_one', 'run', 'load_results', 'summarise',
-           'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k', 'plot_ablation', 'plots',
-           'plot_pred_vs_true', 'paired_effects', 'overview']
+           'KIND', 'STEPS', 'METRIC_NAMES', 'MAPLEX_TABLE1', 'CLAIMS', 'EvaluationError', 'Protocol', 'get_protocol',
+           'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics', 'ClosestDeviceLinear', 'FlopsLinear',
+           'ProbeLUT', 'MapleXMethod', 'MaplexMethod', 'register_method', 'get_method', 'score_task', 'evaluate_one',
+           'run', 'load_results', 'summarise', 'per_device', 'headline', 'report', 'plot_per_device', 'plot_vs_k',
+           'plot_ablation', 'plots', 'plot_pred_vs_true', 'paired_effects', 'overview', 'seed_differences',
+           'replication', 'against_the_best']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
 class EvaluationError(MaplexError):
@@ -439,15 +440,22 @@ def plot_vs_k(df: pd.DataFrame, metric: str = "acc10", ax=None):
     ax.set_xticklabels(sorted(s.k.unique())); ax.legend(fontsize=7)
     return ax.figure
 
+STEPS = {"virtual examples\n(MAPLE → MAPLE-X1)": ("maple", "maple-x1"), "spec weighting\n(MAPLE-X1 → MAPLE-X)": ("maple-x1", "maple-x"),
+         "maplex over\nthe table": ("lut", "maplex")}  # the paired comparisons of the ablation figure
+
 def plot_ablation(df: pd.DataFrame, k: int = 3, metric: str = "acc10", ax=None):
-    "The probe table, then MAPLE → (+ blend) → MAPLE-X1 → MAPLE-X on the same draws: mean ± std over seeds."
+    "Each step's paired difference on the same draws: mean over targets, mean ± std over seeds, one dot per seed."
     import matplotlib.pyplot as plt
-    s = summarise(df[df.k == k], metric).reset_index().set_index("method")
-    colours = {"lut": "0.8", "maple": "0.6", "maple-lut": "tab:green", "maple-x1": "tab:orange", "maple-x": "tab:blue"}
-    names = [m for m in colours if m in s.index]
-    ax = ax or plt.subplots(figsize=(4.5, 3), dpi=80)[1]
-    ax.bar(names, s.loc[names, "mean"], yerr=s.loc[names, "std"].fillna(0), capsize=4, color=[colours[m] for m in names])
-    ax.set(ylabel=metric, title=f"ablation, k = {k}", ylim=(0, 1))
+    steps = {n: pair for n, pair in STEPS.items() if set(pair) <= set(df[df.k == k].method)}
+    ax = ax or plt.subplots(figsize=(5, 3), dpi=80)[1]
+    for i, (name, (base, other)) in enumerate(steps.items()):
+        g = df[(df.k == k) & df.method.isin([base, other])].pivot_table(index=["target", "seed"], columns="method", values=metric)
+        per_seed = (g[other] - g[base]).groupby(level="seed").mean()  # (seeds,) mean over targets
+        ax.errorbar(i, per_seed.mean(), yerr=per_seed.std(), fmt="o", color="k", capsize=5)
+        ax.scatter(np.full(len(per_seed), i + 0.15), per_seed, s=8, color="tab:blue", alpha=0.6)
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xticks(range(len(steps)), list(steps), fontsize=8)
+    ax.set(ylabel=f"Δ {METRIC_NAMES.get(metric, metric)}", title=f"{df.protocol.iloc[0]}, k = {k}: paired differences")
     return ax.figure
 
 def plots(df: pd.DataFrame) -> dict:
@@ -455,7 +463,7 @@ def plots(df: pd.DataFrame) -> dict:
     import matplotlib.pyplot as plt
     figs = {f"per_device_k{k}": plot_per_device(df, k) for k in sorted(df.k.unique())}
     if df.k.nunique() > 1: figs["vs_k"] = plot_vs_k(df)
-    if {"maple", "maple-x1", "maple-x"} & set(df.method): figs["ablation"] = plot_ablation(df, int(df.k.min()))
+    if any(set(p) <= set(df.method) for p in STEPS.values()): figs["ablation"] = plot_ablation(df, int(df.k.min()))
     for f in figs.values(): plt.close(f)
     return figs
 
@@ -515,3 +523,40 @@ def overview(runs: dict[str, pd.DataFrame], # protocol name -> rows from `run`
     t.insert(0, "probes p", probes.reindex(t.index))
     t.insert(0, "kind", [KIND.get(m, "") for m in t.index])
     return t.loc[_ordered(t.index)].fillna("–")
+
+# %% ../nbs/80_evaluation.ipynb #9825930f
+MAPLEX_TABLE1 = {"MAPLE-X": 0.90, "MAPLE-X1": 0.87, "MAPLE": 0.85, "HELP": 0.81}  # MAPLE-X paper, Table 1, mean ±10 %
+CLAIMS = {"virtual examples (MAPLE → MAPLE-X1)": ("maple", "maple-x1", "MAPLE", "MAPLE-X1"),
+          "spec weighting (MAPLE-X1 → MAPLE-X)": ("maple-x1", "maple-x", "MAPLE-X1", "MAPLE-X"),
+          "both (MAPLE → MAPLE-X)": ("maple", "maple-x", "MAPLE", "MAPLE-X"),
+          "MAPLE-X over HELP": ("help", "maple-x", "HELP", "MAPLE-X")}  # claim -> (our rows, the paper's names)
+
+def seed_differences(df: pd.DataFrame, base: str, other: str, k_base: int, k_other: int, metric: str = "acc10") -> pd.Series:
+    "Per seed: mean over targets of `other` at k_other minus `base` at k_base (both on every target of the frame)."
+    mean = lambda m, k: df[(df.method == m) & (df.k == k)].groupby("seed")[metric].mean()
+    return (mean(other, k_other) - mean(base, k_base)).dropna()
+
+def replication(runs: dict[str, pd.DataFrame], ks: dict[str, int], metric: str = "acc10") -> pd.DataFrame:
+    "The paper's Table 1 differences beside ours per protocol: 'mean ± std (wins/seeds)' of the paired differences."
+    out = {}
+    for claim, (base, other, pb, po) in CLAIMS.items():
+        row = {"paper": MAPLEX_TABLE1[po] - MAPLEX_TABLE1[pb]}
+        for proto, k in ks.items():
+            d = seed_differences(runs[proto], base, other, 10 if base == "help" else k, k, metric)
+            row[f"{proto}, k = {k}"] = f"{d.mean():+.3f} ± {d.std():.3f} ({(d > 0).sum()}/{len(d)})" if len(d) else "–"
+        out[claim] = row
+    return pd.DataFrame(out).T
+
+# %% ../nbs/80_evaluation.ipynb #f985a640
+def against_the_best(df: pd.DataFrame, method: str = "maplex", metric: str = "acc10") -> pd.DataFrame:
+    "Per k: `method`'s mean, the best other row's mean, the mean of the per-target best other row, and the gaps."
+    rows = {}
+    for k in sorted(df[df.method == method].k.unique()):
+        t = per_device(df[df.method != "flops-linear"], metric, k).drop(index="mean")
+        others = t.drop(columns=method)
+        gap = t[method] - others.max(axis=1)
+        rows[k] = {method: t[method].mean(), "best other row": others.mean().max(),
+                   "which": others.mean().idxmax(), "per-target best": others.max(axis=1).mean(),
+                   "targets within 0.03": f"{(gap >= -0.03).sum()}/{len(gap)}", "worst gap": gap.min(),
+                   "worst target": gap.idxmin()}
+    return pd.DataFrame(rows).T.rename_axis("k")
