@@ -70,7 +70,8 @@ def atomic_dir(path  # the folder to (re)create
     "Yield a fresh temporary folder; on success it replaces `path` as a whole, on error it is removed."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not path.is_dir(): raise MaplexError(f"{path} exists and is not a folder; choose another path.")
+    if path.exists() and not path.is_dir():
+        raise MaplexError(f"{path} exists and is not a folder; choose another path.")
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part"))
     tmp.chmod(0o755)  # mkdtemp makes it private; the folder it becomes is an ordinary one
     try:

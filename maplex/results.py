@@ -54,7 +54,8 @@ def _parse(fields: list[str], columns: dict[str, type], where: str, line: int) -
                            "delete that line and run again (it will be recomputed).")
     try: return [kind(f) for f, kind in zip(fields, columns.values())]
     except ValueError as e:
-        raise ResultsError(f"{where}, line {line}: {e}; delete that line and run again (it will be recomputed).") from None
+        raise ResultsError(f"{where}, line {line}: {e}; delete that line and run again "
+                           "(it will be recomputed).") from None
 
 # %% ../nbs/a2_results.ipynb #3515edfe
 def decode(text: str,  # the whole file
