@@ -150,7 +150,8 @@ def test_leave_one_setting_out_refuses_bad_names(emb):
 def test_demo_offline_one_target(offline, capsys):
     assert main(["demo", "--target", EMB_TARGET]) == 0
     out = capsys.readouterr().out
-    assert "budget k + p per target: closest-linear 3 + 0, maple 3 + 5, maple-x 3 + 5" in out
+    assert "budget k + p per target: closest-linear 3 + 0, lut 3 + 5, maple 3 + 5, maple-x 3 + 5, maplex 3 + 5" in out
+    assert "How to read it: maplex" in out
     assert f"| {EMB_TARGET}" in out and "| mean" in out and "fit + predict" in out
     for m in DEMO_METHODS: assert m in out
     assert out.strip().splitlines()[-1] == public_pool_hint() and "maplex download" in out
@@ -218,7 +219,7 @@ def run_cli(files, **over):
     return main(predict_argv(files, **over))
 
 
-@pytest.mark.parametrize("method", ["maple-x", "flops-linear"])
+@pytest.mark.parametrize("method", ["maplex", "maple-x", "flops-linear"])
 def test_predict_writes_every_cell(files, method, capsys):
     out = files / f"pred_{method}.csv"
     assert run_cli(files, **{"--method": method, "--out": out}) == 0
