@@ -36,7 +36,7 @@ demo: install
 ## must match a fresh run), and the pytest suite in tests/ (error paths, downloader, CLI).
 test: dev
 	$(BIN)/nbdev_test --n_workers 2
-	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile $(NBVAL) nbs/ tests/
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile --durations=12 $(NBVAL) nbs/ tests/
 
 ## The slow tests too: the committed HELP rows, each meta-trained from an empty cache (several minutes per row).
 test-slow: dev

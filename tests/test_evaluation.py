@@ -104,10 +104,11 @@ def test_runner_resumes_after_a_kill(tmp_path, tables):
 # Rows of the committed results (results/<protocol>/results.csv, written by `maplex evaluate`), recomputed from
 # scratch: a clean checkout gives the same numbers, on any x86 CPU within evaluation.TOLERANCE (lesson 80 shows the
 # measurement behind it). The HELP row meta-trains a model from an empty cache (minutes): `make test-slow`.
-COMMITTED = [("P-X6", "lut", "gold_6240", 3, 0), ("P-X6", "maple", "titanx_1", 3, 3), ("P-X6", "maple-x", "silver_4114", 10, 7),
-             ("P-X6", "maplex", "gold_6226", 3, 1), ("P-HELP", "maple-x1", "raspi4", 10, 1), ("P-HELP", "maplex", "pixel2", 10, 2),
-             ("P-ALL", "closest-linear", "pixel2", 3, 5), ("P-ALL", "maple-x", "pixel3", 3, 2), ("P-ALL", "maplex", "samsung_a50", 10, 4),
-             ("P-X6", "help", "titan_rtx_1", 10, 6)]
+COMMITTED = [("P-X6", "lut", "gold_6240", 3, 0), ("P-X6", "maple", "titanx_1", 3, 3),
+             ("P-X6", "maple-x", "silver_4114", 10, 7), ("P-X6", "maplex", "gold_6226", 3, 1),
+             ("P-HELP", "maple-x1", "raspi4", 10, 1), ("P-HELP", "maplex", "pixel2", 10, 2),
+             ("P-ALL", "closest-linear", "pixel2", 3, 5), ("P-ALL", "maple-x", "pixel3", 3, 2),
+             ("P-ALL", "maplex", "samsung_a50", 10, 4), ("P-X6", "help", "titan_rtx_1", 10, 6)]
 
 
 @pytest.mark.parametrize("protocol, method, target, k, seed",

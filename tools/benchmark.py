@@ -8,8 +8,7 @@ docs load; prints the medians.
 
 HELP meta-trains one model per set of training devices on its first fit and caches it: that first fit is timed
 apart ("first_fits", with the meta-training time each model recorded when it was trained), and the repeats after it
-are the adaptation a user waits for. maplex's per-fold inner study (the floor) is cached too; the benchmark clears
-that cache before every fit, so each maplex time includes it.
+are the adaptation a user waits for. maplex caches nothing: each of its fits starts from the measurements alone.
 
 Then, with `--table`, times the whole P-X6 table at k (10 seeds, every method given, two worker processes) the
 way `maplex evaluate` runs it, from a cold start of the runner (HELP's models come from the cache by then).
@@ -18,6 +17,7 @@ way `maplex evaluate` runs it, from a cold start of the runner (HELP's models co
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 import maplex.help  # noqa: F401  (registers the HELP method)
-import maplex.ours
 from maplex import __version__, data, evaluation, nb201
+from maplex.core import atomic_write
 
 
 def cpu_model() -> str:
@@ -70,7 +70,6 @@ def main(argv=None) -> int:
             for rep in range(args.repeats):
                 m = evaluation.get_method(method)
                 task = evaluation.make_task(table, devices, "P-X6", target, args.k, rep, m.probe_archs)
-                maplex.ours._FLOOR_CACHE.clear()  # every maplex fit pays for its fold's inner study, as a new user's does
                 t0 = time.perf_counter()
                 fitted = m.fit(task, seed=rep)
                 fitted.predict(cells)
@@ -85,10 +84,9 @@ def main(argv=None) -> int:
         table_s = time.perf_counter() - t0
         print(f"P-X6 table, k = {args.k}, 10 seeds, {len(args.methods)} methods: {table_s:.0f} s")
     env = dict(maplex=__version__, torch=torch.__version__, numpy=np.__version__, python=platform.python_version(),
-               cpu=cpu_model(), logical_cpus=torch.get_num_threads() and __import__("os").cpu_count(),
+               cpu=cpu_model(), logical_cpus=os.cpu_count(),
                torch_threads=args.threads, k=args.k, protocol="P-X6", cells_predicted=int(len(cells)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(environment=env, runs=rows, first_fits=first, table_seconds=table_s,
+    atomic_write(args.out, json.dumps(dict(environment=env, runs=rows, first_fits=first, table_seconds=table_s,
                                         table_methods=args.methods if args.table else None), indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from test_evaluation import COMMITTED  # noqa: E402  the rows the reproduction test recomputes
 
+from maplex.core import atomic_write  # noqa: E402
+from maplex.evaluation import load_results  # noqa: E402
+
 VARIANTS = {  # name -> (torch threads, extra environment)
     "1 thread": (1, {}),
     "2 threads": (2, {}),
@@ -50,7 +53,6 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", nargs="*", default=[], help="methods to leave out (e.g. help: it meta-trains)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "reproduction.json")
     a = ap.parse_args(argv)
-    from maplex.evaluation import load_results
     rows = [r for r in COMMITTED if r[1] not in a.skip]
     committed = {}
     for p, m, t, k, s in rows:
@@ -59,9 +61,11 @@ def main(argv=None) -> int:
     out = {}
     for name, (threads, env) in VARIANTS.items():
         t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-c", CHILD, str(threads), json.dumps(rows)], capture_output=True, text=True,
-                             env={**os.environ, **env, "MAPLEX_CACHE": tempfile.mkdtemp()})  # HELP meta-trains anew
-        if res.returncode: print(res.stderr); return 1
+        res = subprocess.run([sys.executable, "-c", CHILD, str(threads), json.dumps(rows)], capture_output=True,
+                             text=True, env={**os.environ, **env, "MAPLEX_CACHE": tempfile.mkdtemp()})  # HELP anew
+        if res.returncode:
+            print(res.stderr)
+            return 1
         new = json.loads(res.stdout.strip().splitlines()[-1])
         dev = {m: max(abs(r[m] - committed[key][m]) for r, key in zip(new, committed)) for m in METRICS}
         out[name] = dict(threads=threads, env=env, max_abs_deviation=dev, seconds=round(time.perf_counter() - t0, 1))
@@ -73,7 +77,7 @@ def main(argv=None) -> int:
                            if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    a.out.write_text(json.dumps(info, indent=1))
+    atomic_write(a.out, json.dumps(info, indent=1))
     print(f"wrote {a.out}")
     return 0
 
