@@ -60,7 +60,8 @@ class Protocol:
 # %% ../nbs/80_evaluation.ipynb #33c966fe
 PX6 = ("silver_4114", "gold_6226", "gold_6240", "1080ti_1", "titanx_1", "titan_rtx_1")
 HELP_TRAIN = ("1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50", "pixel3",
-              "essential_ph_1", "samsung_s7", "titanx_1", "titanx_32", "titanx_256", "gold_6240")  # + validation devices
+              "essential_ph_1", "samsung_s7", "titanx_1", "titanx_32", "titanx_256",
+              "gold_6240")  # + validation devices
 HELP_TARGETS = ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
 
 PROTOCOLS = {p.name: p for p in [
@@ -177,8 +178,10 @@ class ClosestDeviceLinear:
     def predict(self, archs) -> np.ndarray:
         idx = nb201.arch_indices(archs)
         if (missing := ~np.isin(idx, self.ms.index)).any():
-            raise data.DataError(f"closest-linear maps the closest training device ({self.device}), which has no latency "
-                                 f"for {missing.sum()} of the {len(idx)} requested cells (e.g. {idx[missing][0]}): "
+            raise data.DataError(f"closest-linear maps the closest training device ({self.device}), which has no "
+                                 f"latency for {missing.sum()} of the {len(idx)} requested cells "
+                                 f"(e.g. {idx[missing][0]}): "
+
                                  "give training devices measured on every cell to predict, or use another method.")
         return self.a * self.ms.loc[idx].to_numpy() + self.b
 
@@ -210,7 +213,8 @@ class MapleXMethod:
     @property
     def probe_archs(self) -> tuple[int, ...]: return tuple(variant(self.variant_name).probe_archs)
     def fit(self, task: Task, seed: int = 0) -> "MapleXMethod":
-        self.model = variant(self.variant_name, seed=seed).fit(task.pool, task.devices, task.target, task.samples, task.probes)
+        model = variant(self.variant_name, seed=seed)
+        self.model = model.fit(task.pool, task.devices, task.target, task.samples, task.probes)
         return self
     def predict(self, archs) -> np.ndarray: return self.model.predict(archs)
 
@@ -277,7 +281,8 @@ def score_task(method, # a method object (see METHODS); fitted here
     row = dict(protocol=protocol, method=name or method.name, target=task.target, k=task.k, seed=seed,
                budget=task.budget, n_test=len(main), fit_predict_s=round(seconds, 3))
     row.update(metrics(pred.to_numpy(), truth.loc[main].to_numpy()))
-    row.update({f"help_{n}": v for n, v in metrics(pred.loc[help_cells].to_numpy(), truth.loc[help_cells].to_numpy()).items()})
+    help_view = metrics(pred.loc[help_cells].to_numpy(), truth.loc[help_cells].to_numpy())
+    row.update({f"help_{n}": v for n, v in help_view.items()})
     return row
 
 def evaluate_one(method_name: str, protocol: str, target: str, k: int, seed: int,
@@ -388,10 +393,10 @@ def per_device(df: pd.DataFrame, metric: str = "acc10", k: int = 3) -> pd.DataFr
 
 # %% ../nbs/80_evaluation.ipynb #b24a077e
 METRIC_COLS = ["acc10", "acc5", "spearman", "kendall", "mape", "help_spearman", "help_acc10"]
-ORDER = ["closest-linear", "flops-linear", "lut", "help", "maple", "maple-x1", "maple-x", "maplex"]
+ORDER = ["closest-linear", "flops-linear", "lut", "help", "maple", "maple-x1", "maple-x", "maplex"]  # table row order
 KIND = {"closest-linear": "baseline", "flops-linear": "baseline", "lut": "baseline", "help": "paper (HELP)",
         "maple": "paper (MAPLE)", "maple-x1": "paper (MAPLE-X ablation)", "maple-x": "paper (MAPLE-X)",
-        "maplex": "ours"}  # what each row is: a floor, a paper's method, or this package's own predictor  # table row order
+        "maplex": "ours"}  # what each row is: a floor, a paper's method, or this package's own predictor
 
 def _ordered(methods) -> list[str]:
     return sorted(methods, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
@@ -405,8 +410,8 @@ def headline(df: pd.DataFrame, metrics_: Iterable[str] = METRIC_COLS) -> pd.Data
     out = pd.DataFrame(cells)
     out.insert(0, "budget", df.groupby(["protocol", "method", "k"]).budget.first())
     out.insert(1, "seeds", summarise(df, "acc10")["seeds"])
-    return out.reset_index().sort_values(["protocol", "k", "method"], key=lambda c: c.map(
-        lambda v: ORDER.index(v) if v in ORDER else v) if c.name == "method" else c).set_index(["protocol", "k", "method"])
+    rank = lambda c: c.map(lambda v: ORDER.index(v) if v in ORDER else v) if c.name == "method" else c
+    return out.reset_index().sort_values(["protocol", "k", "method"], key=rank).set_index(["protocol", "k", "method"])
 
 def report(df: pd.DataFrame) -> str:
     "A markdown report: the headline table, then ±10 % accuracy per target for each protocol and k."
@@ -440,7 +445,8 @@ def plot_vs_k(df: pd.DataFrame, metric: str = "acc10", ax=None):
     ax.set_xticklabels(sorted(s.k.unique())); ax.legend(fontsize=7)
     return ax.figure
 
-STEPS = {"virtual examples\n(MAPLE → MAPLE-X1)": ("maple", "maple-x1"), "spec weighting\n(MAPLE-X1 → MAPLE-X)": ("maple-x1", "maple-x"),
+STEPS = {"virtual examples\n(MAPLE → MAPLE-X1)": ("maple", "maple-x1"),
+         "spec weighting\n(MAPLE-X1 → MAPLE-X)": ("maple-x1", "maple-x"),
          "maplex over\nthe table": ("lut", "maplex")}  # the paired comparisons of the ablation figure
 
 def plot_ablation(df: pd.DataFrame, k: int = 3, metric: str = "acc10", ax=None):
@@ -449,7 +455,8 @@ def plot_ablation(df: pd.DataFrame, k: int = 3, metric: str = "acc10", ax=None):
     steps = {n: pair for n, pair in STEPS.items() if set(pair) <= set(df[df.k == k].method)}
     ax = ax or plt.subplots(figsize=(5, 3), dpi=80)[1]
     for i, (name, (base, other)) in enumerate(steps.items()):
-        g = df[(df.k == k) & df.method.isin([base, other])].pivot_table(index=["target", "seed"], columns="method", values=metric)
+        g = df[(df.k == k) & df.method.isin([base, other])].pivot_table(index=["target", "seed"], columns="method",
+                                                                         values=metric)
         per_seed = (g[other] - g[base]).groupby(level="seed").mean()  # (seeds,) mean over targets
         ax.errorbar(i, per_seed.mean(), yerr=per_seed.std(), fmt="o", color="k", capsize=5)
         ax.scatter(np.full(len(per_seed), i + 0.15), per_seed, s=8, color="tab:blue", alpha=0.6)
@@ -493,7 +500,8 @@ def paired_effects(df: pd.DataFrame, # rows from `run`, holding both methods on 
                    metric: str = "acc10", # column compared
                   ) -> pd.DataFrame:
     "Per target and overall: mean ± std over seeds of `other` − `base`, and the share of seeds `other` wins."
-    g = df[(df.k == k) & df.method.isin([base, other])].pivot_table(index=["target", "seed"], columns="method", values=metric)
+    g = df[(df.k == k) & df.method.isin([base, other])].pivot_table(index=["target", "seed"], columns="method",
+                                                                     values=metric)
     if base not in g or other not in g:
         raise EvaluationError(f"paired_effects needs rows of both {base!r} and {other!r} at k = {k}.")
     diff = (g[other] - g[base]).dropna().rename("diff").reset_index()
@@ -514,7 +522,8 @@ def overview(runs: dict[str, pd.DataFrame], # protocol name -> rows from `run`
     out = {}
     for proto, k, metric in columns:
         df = runs[proto]
-        if not (df.k == k).any(): raise EvaluationError(f"{proto} has no rows at k = {k}; its ks are {sorted(df.k.unique())}.")
+        if not (df.k == k).any():
+            raise EvaluationError(f"{proto} has no rows at k = {k}; its ks are {sorted(df.k.unique())}.")
         s = summarise(df[df.k == k], metric).reset_index().set_index("method")
         out[f"{proto}, k = {k}: {METRIC_NAMES.get(metric, metric)}"] = (
             s["mean"].map("{:.3f}".format) + " ± " + s["std"].fillna(0).map("{:.3f}".format))
@@ -531,7 +540,9 @@ CLAIMS = {"virtual examples (MAPLE → MAPLE-X1)": ("maple", "maple-x1", "MAPLE"
           "both (MAPLE → MAPLE-X)": ("maple", "maple-x", "MAPLE", "MAPLE-X"),
           "MAPLE-X over HELP": ("help", "maple-x", "HELP", "MAPLE-X")}  # claim -> (our rows, the paper's names)
 
-def seed_differences(df: pd.DataFrame, base: str, other: str, k_base: int, k_other: int, metric: str = "acc10") -> pd.Series:
+def seed_differences(df: pd.DataFrame, base: str, other: str, k_base: int, k_other: int,
+                     metric: str = "acc10") -> pd.Series:
+
     "Per seed: mean over targets of `other` at k_other minus `base` at k_base (both on every target of the frame)."
     mean = lambda m, k: df[(df.method == m) & (df.k == k)].groupby("seed")[metric].mean()
     return (mean(other, k_other) - mean(base, k_base)).dropna()

@@ -62,7 +62,8 @@ def hardware_embedding(latencies: pd.Series | None, # ms by arch_index; must hol
     if missing := [r for r in refs if r not in have]:
         raise MissingProbesError(
             f"{device}: HELP needs the latency of its {len(refs)} reference cells (its hardware embedding); "
-            f"missing {missing} ({', '.join(nb201.arch_str(r) for r in missing[:2])}{', ...' if len(missing) > 2 else ''}). "
+            f"missing {missing} ({', '.join(nb201.arch_str(r) for r in missing[:2])}"
+            f"{', ...' if len(missing) > 2 else ''}). "
             "Measure them on the device and pass them as the task's probes, e.g. "
             "make_task(..., probe_archs=Help.probe_archs).")
     lat = latencies.loc[refs].to_numpy(float)  # (10,) ms
@@ -135,8 +136,8 @@ class GraphConv(nn.Module):
 
 # %% ../nbs/85_help.ipynb #fbe6c283
 class HelpNet(nn.Module):
-    "HELP's predictor: an architecture branch and a 2-layer hardware branch, concatenated, then 3 layers to one latency."
-    def __init__(self, encoder: str = "gcn", # "gcn" (4 graph layers on the cell graph) or "mlp" (2 layers on the one-hot)
+    "HELP's predictor: an architecture branch and a 2-layer hardware branch, concatenated, then 3 layers to one output."
+    def __init__(self, encoder: str = "gcn", # "gcn" (4 graph layers on the cell graph) or "mlp" (2 on the one-hot)
                  hidden: int = 100, # width of every branch (HELP: 100)
                  hw_dim: int = len(HELP_REFERENCE), # size of the hardware embedding
                 ):
@@ -353,7 +354,8 @@ def meta_train(table: data.LatencyTable, # latencies of (at least) the training 
     for episode in range(1, config.episodes + 1):
         devs, s, q = sample_episode(train, config, rng)
         n_z = model.zmod.n if model.zmod is not None else 1
-        mse, kl = batched(dict(model.named_parameters()), X[np.stack(s)], torch.stack([d.y[i] for d, i in zip(devs, s)]),
+        mse, kl = batched(dict(model.named_parameters()),
+                          X[np.stack(s)], torch.stack([d.y[i] for d, i in zip(devs, s)]),
                           X[np.stack(q)], torch.stack([d.y[i] for d, i in zip(devs, q)]),
                           torch.stack([d.hw for d in devs]), torch.randn(len(devs), n_z, generator=gen, dtype=DTYPE))
         loss = mse.mean() + config.kl_scale * kl.sum()  # HELP: sum_t (L_t / T + kl_scale * KL_t)
@@ -525,7 +527,8 @@ def validation_scores(protocol: str = "P-HELP", # its training devices provide t
             rest = np.setdiff1d(np.asarray(data.POOL), np.union1d(s, HELP_REFERENCE))
             for denorm in denorms:
                 m = Help(denorm=denorm, meta_seed=meta_seed, **help_kwargs).fit(task, seed=draw)
-                rows.append(dict(device=dev, draw=draw, denorm=denorm, **metrics(m.predict(rest), lat.loc[rest].to_numpy())))
+                scores = metrics(m.predict(rest), lat.loc[rest].to_numpy())
+                rows.append(dict(device=dev, draw=draw, denorm=denorm, **scores))
     return pd.DataFrame(rows)
 
 # %% ../nbs/85_help.ipynb #d7f0030c
@@ -537,7 +540,7 @@ def evaluate_help(seeds: Iterable[int] = range(10), # seeds of the draws (and, w
                   log: Callable[[str], None] | None = None, # called with each finished row's summary
                   **help_kwargs, # passed to `Help`
                  ) -> pd.DataFrame:
-    "Fit and score `Help` on targets x seeds, both views: the rows `evaluation.evaluate_one` writes, plus meta-training time."
+    "Fit and score `Help` on targets x seeds, both views: `evaluation.evaluate_one`'s rows, plus meta-training time."
     table = table if table is not None else data.load_nb201()
     devices = devices if devices is not None else data.load_devices()
     proto, rows = get_protocol(protocol), []
@@ -546,8 +549,10 @@ def evaluate_help(seeds: Iterable[int] = range(10), # seeds of the draws (and, w
             method = Help(**help_kwargs)
             task = make_task(table, devices, proto, target, k, seed, method.probe_archs)
             row = score_task(method, task, table[target], protocol=proto.name, seed=seed)
-            rows.append({**row, "meta_train_s": method.model.info["seconds"], "best_episode": method.model.info["best_episode"]})
-            if log: log(f"seed {seed} {target}: help-view Spearman {row['help_spearman']:.3f}, acc10 {row['acc10']:.3f}")
+            info = method.model.info
+            rows.append({**row, "meta_train_s": info["seconds"], "best_episode": info["best_episode"]})
+            if log:
+                log(f"seed {seed} {target}: help-view Spearman {row['help_spearman']:.3f}, acc10 {row['acc10']:.3f}")
     return pd.DataFrame(rows)
 
 # %% ../nbs/85_help.ipynb #46769180
@@ -574,7 +579,7 @@ register_method("help", help_method, module="maplex.help")
 # %% ../nbs/85_help.ipynb #026e3b45
 def help_protocol_scores(seeds: Iterable[int] = range(3), # meta-training seeds (one model each)
                          draws: Iterable[int] = range(10), # support draws per target and seed
-                         scalings: Iterable[str] = ("leaky", "support"), # target scale: its trimmed pool's, or the support's
+                         scalings: Iterable[str] = ("leaky", "support"), # target scale: trimmed pool's or support's
                          targets: Iterable[str] = HELP_TARGETS, # P-HELP targets
                          table: data.LatencyTable | None = None,
                          **help_kwargs, # `Help` settings (episodes, encoder, cache, ...)
@@ -592,9 +597,12 @@ def help_protocol_scores(seeds: Iterable[int] = range(3), # meta-training seeds 
             for draw in draws:
                 s = np.random.default_rng([seed, draw, 99]).choice(kept, model.config.support, replace=False)
                 for scaling in scalings:
-                    lo, hi = (lat.loc[kept].min(), lat.loc[kept].max()) if scaling == "leaky" else (lat.loc[s].min(), lat.loc[s].max())
+                    span = lat.loc[kept] if scaling == "leaky" else lat.loc[s]
+                    lo, hi = span.min(), span.max()
                     y = torch.tensor(minmax_scale(lat.loc[s].to_numpy(), lo, hi, model.config.portion), dtype=DTYPE)
-                    adapted = adapt_mc(model, arch_inputs(s, model.config.encoder), y, hw, torch.Generator().manual_seed(draw))
+                    gen = torch.Generator().manual_seed(draw)
+                    adapted = adapt_mc(model, arch_inputs(s, model.config.encoder), y, hw, gen)
+
                     z = predict_mc(model, adapted, arch_inputs(view, model.config.encoder), hw)
                     pred = minmax_unscale(z, lo, hi, model.config.portion)
                     rows.append(dict(seed=seed, target=target, draw=draw, scaling=scaling,

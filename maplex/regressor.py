@@ -52,7 +52,8 @@ def _as_matrix(X, what: str = "X") -> np.ndarray:
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise RegressorError(f"{what} must be a non-empty 2-D array (samples x features), got shape {X.shape}.")
     if not np.isfinite(X).all():
-        raise RegressorError(f"{what} has {(~np.isfinite(X)).sum()} NaN or infinite entries; impute or drop them first.")
+        raise RegressorError(f"{what} has {(~np.isfinite(X)).sum()} NaN or infinite entries; "
+                             "impute or drop them first.")
     return X
 
 def _as_targets(y, n: int, what: str = "y", positive: bool = True) -> np.ndarray:
@@ -150,21 +151,26 @@ def _read_config(path: Path) -> dict:
     "config.json of a saved model as a dict, or ConfigError naming what is wrong with it."
     if not (path / "config.json").is_file() or not (path / "weights.pt").is_file():
         raise ConfigError(f"{path} is not a saved model: it needs config.json and weights.pt (see `save`).")
-    try: config = json.loads((path / "config.json").read_text())
+    try:
+        config = json.loads((path / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}/config.json is not valid JSON ({e}); it was cut short or edited. Save the model again.") from None
-    if not isinstance(config, dict): raise ConfigError(f"{path}/config.json must hold a JSON object.")
+        raise ConfigError(f"{path}/config.json is not valid JSON ({e}); it was cut short or edited. "
+                          "Save the model again.") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}/config.json must hold a JSON object.")
     return config
 
 def _read_weights(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
     "weights.pt as a dict of tensors, after checking it is the file config.json was saved with."
     data = (path / "weights.pt").read_bytes()
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise ConfigError(f"{path}/weights.pt is not the file its config.json was saved with (sha256 differs): the folder "
-                          "is torn or mixed from two saves. Save the model again.")
-    try: state = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only: never runs code
+        raise ConfigError(f"{path}/weights.pt is not the file its config.json was saved with (sha256 differs): "
+                          "the folder is torn or mixed from two saves. Save the model again.")
+    try:
+        state = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only: never runs code
     except pickle.UnpicklingError as e:
-        raise ConfigError(f"{path}/weights.pt holds more than tensors, and it is not unpickled: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{path}/weights.pt holds more than tensors, and it is not unpickled: "
+                          f"{str(e).splitlines()[0]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{path}/weights.pt must hold a dict of tensors (a state dict).")
     return state
@@ -200,9 +206,11 @@ class LatencyRegressor:
                  transform: str = "log",  # regress 'log' latency (relative errors count) or raw 'ms'
                  num_threads: int | None = None,  # torch threads during fit/predict; None = leave torch's setting
                 ):
-        if transform not in TRANSFORMS: raise RegressorError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
+        if transform not in TRANSFORMS:
+            raise RegressorError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
         self.hidden = tuple(int(h) for h in hidden)
-        if not self.hidden or min(self.hidden) < 1: raise RegressorError(f"hidden must be positive widths, got {hidden}.")
+        if not self.hidden or min(self.hidden) < 1:
+            raise RegressorError(f"hidden must be positive widths, got {hidden}.")
         if int(steps) < 1 or not lr > 0: raise RegressorError(f"need steps >= 1 and lr > 0, got {steps}, {lr}.")
         self.steps, self.lr, self.weight_decay = int(steps), float(lr), float(weight_decay)
         self.transform, self.num_threads = transform, num_threads
@@ -236,7 +244,8 @@ class LatencyRegressor:
     def predict(self, X # features, (n, f) with the f seen by `fit`
                ) -> np.ndarray:
         "Predicted latency in ms, float64 (n,)."
-        if self.net is None: raise NotFittedError("this LatencyRegressor is not fitted: call fit(X, y) or load(path) first.")
+        if self.net is None:
+            raise NotFittedError("this LatencyRegressor is not fitted: call fit(X, y) or load(path) first.")
         X = _as_matrix(X)
         if X.shape[1] != self.n_features:
             raise RegressorError(f"X has {X.shape[1]} features but the model was fitted on {self.n_features}; "
@@ -261,7 +270,8 @@ class LatencyRegressor:
     def from_parts(cls, config: dict, state: dict[str, torch.Tensor]) -> "LatencyRegressor":
         "Rebuild a fitted regressor from `get_config()` and `state_dict()`."
         if sorted(config) != sorted([*cls.SETTINGS, "n_features"]):
-            raise ConfigError(f"regressor config keys {sorted(config)} differ from {sorted([*cls.SETTINGS, 'n_features'])}.")
+            expected = sorted([*cls.SETTINGS, "n_features"])
+            raise ConfigError(f"regressor config keys {sorted(config)} differ from {expected}.")
         model, state = cls(**{k: config[k] for k in cls.SETTINGS}), dict(state)
         try:
             model._x, model._z = state.pop("_x").numpy(), state.pop("_z").numpy()
@@ -275,7 +285,8 @@ class LatencyRegressor:
     def save(self, path # folder to write config.json and weights.pt into
             ) -> Path:
         "Save the fitted model: plain JSON settings plus a dict of tensors."
-        return write_model(path, dict(format=self.FORMAT, version=FORMAT_VERSION, **self.get_config()), self.state_dict())
+        config = dict(format=self.FORMAT, version=FORMAT_VERSION, **self.get_config())
+        return write_model(path, config, self.state_dict())
 
     @classmethod
     def load(cls, path # folder written by `save`
@@ -290,30 +301,36 @@ class TaskError(RegressorError):
 
 def _check_measurements(s, what: str) -> pd.Series:
     "A Series arch_index -> ms with unique NB201 indices and finite positive values, or TaskError."
-    if not isinstance(s, pd.Series): raise TaskError(f"{what} must be a pd.Series arch_index -> ms, got {type(s).__name__}.")
-    if len(s) == 0: raise TaskError(f"{what} is empty (k = 0): measure at least one architecture on the target.")
+    if not isinstance(s, pd.Series):
+        raise TaskError(f"{what} must be a pd.Series arch_index -> ms, got {type(s).__name__}.")
+    if len(s) == 0:
+        raise TaskError(f"{what} is empty (k = 0): measure at least one architecture on the target.")
     idx = pd.to_numeric(pd.Series(s.index), errors="coerce").to_numpy(float)
     if (bad := ~np.isfinite(idx) | (idx != np.round(idx)) | (idx < 0) | (idx >= nb201.N_ARCHS)).any():
         raise TaskError(f"{what} has arch indices outside the search space (0..{nb201.N_ARCHS - 1}), e.g. "
                         f"{list(s.index[bad][:3])}; index the measurements by NB201 arch_index.")
     ms = pd.to_numeric(s, errors="coerce").to_numpy(float)
     if (bad := ~np.isfinite(ms) | (ms <= 0)).any():
-        raise TaskError(f"{what} has a NaN or non-positive latency at arch {s.index[bad][0]} ({s.iloc[np.argmax(bad)]!r}); "
-                        "latencies must be measured, positive ms.")
+        raise TaskError(f"{what} has a NaN or non-positive latency at arch {s.index[bad][0]} "
+                        f"({s.iloc[np.argmax(bad)]!r}); latencies must be measured, positive ms.")
     if s.index.duplicated().any():
-        raise TaskError(f"{what} measures arch {s.index[s.index.duplicated()][0]} twice; average repeated measurements first.")
+        raise TaskError(f"{what} measures arch {s.index[s.index.duplicated()][0]} twice; "
+                        "average repeated measurements first.")
     return pd.Series(ms, index=pd.Index(idx.astype(np.int64), name="arch_index"), name=s.name)
 
 # %% ../nbs/70_regressor.ipynb #aece468b
 def _check_task(train, devices, target: str, samples, probes, probe_archs: tuple[int, ...]):
     "Validate the inputs of `MapleX.fit`; returns (samples, probes) as clean Series (probes: only `probe_archs`)."
-    if not isinstance(train, LatencyTable): raise TaskError(f"train must be a maplex.data.LatencyTable, got {type(train).__name__}.")
-    if not isinstance(devices, DeviceTable): raise TaskError(f"devices must be a maplex.data.DeviceTable, got {type(devices).__name__}.")
+    if not isinstance(train, LatencyTable):
+        raise TaskError(f"train must be a maplex.data.LatencyTable, got {type(train).__name__}.")
+    if not isinstance(devices, DeviceTable):
+        raise TaskError(f"devices must be a maplex.data.DeviceTable, got {type(devices).__name__}.")
     if target in train.devices:
         raise TaskError(f"the target {target!r} is a column of the training table: that leaks its latencies. "
                         "Pass train.select([d for d in train.devices if d != target]).")
     if missing := [d for d in [target, *train.devices] if d not in devices]:
-        raise TaskError(f"{missing} not in the device table; add their rows (DeviceTable.add) so descriptors and weights exist.")
+        raise TaskError(f"{missing} not in the device table; add their rows (DeviceTable.add) so descriptors and "
+                        "weights exist.")
     samples = _check_measurements(samples, "samples")
     probes = None if probes is None else _check_measurements(probes, "probes")
     if probe_archs and (probes is None or set(probe_archs) - set(probes.index)):
@@ -321,8 +338,9 @@ def _check_task(train, devices, target: str, samples, probes, probe_archs: tuple
         raise TaskError(f"this MapleX needs the target's latency of the probe cells {list(probe_archs)} ({have}); "
                         "measure them and pass `probes`.")
     if (gone := np.setdiff1d(np.r_[samples.index, list(probe_archs)], train.archs)).size:
-        raise TaskError(f"measured cells {gone[:5].tolist()} are not rows of the training table; MapleX compares devices on "
-                        "the target's measured cells, so draw the samples from the training table's archs (the pool).")
+        raise TaskError(f"measured cells {gone[:5].tolist()} are not rows of the training table; MapleX compares "
+                        "devices on the target's measured cells, so draw the samples from the training table's archs "
+                        "(the pool).")
     return samples, (None if probes is None else probes.loc[list(probe_archs)])
 
 # %% ../nbs/70_regressor.ipynb #69bcba19
@@ -368,10 +386,11 @@ def device_rows(train: LatencyTable,  # training devices' latencies (ms)
                 seed: int = 0,  # seeds which cells each device gives when max_rows applies
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Features, (normalised) latency and weight of the training rows: X (n, E + D), y (n,), w (n,)."
-    rng, per = np.random.default_rng([seed, 7]), len(train.archs) if max_rows is None else max_rows // len(train.devices)
+    rng = np.random.default_rng([seed, 7])
+    per = len(train.archs) if max_rows is None else max_rows // len(train.devices)
     X, y, w = [], [], []
     for d in train.devices:
-        rows = np.sort(rng.permutation(len(train.archs))[:per]) if per < len(train.archs) else slice(None)  # its own cells
+        rows = np.sort(rng.permutation(len(train.archs))[:per]) if per < len(train.archs) else slice(None)  # own cells
         probes = probe_latencies(train, d, descriptor.probes) if descriptor.n_probes else None
         X.append(join_features(encode(train.archs[rows]), descriptor(d, devices, probes)))  # (n_d, E + D)
         ms = train[d].to_numpy()[rows]  # (n_d,)
@@ -403,8 +422,10 @@ class MapleXSettings:
 
     def __post_init__(self):
         get_descriptor(self.descriptor)  # an unknown kind fails here, not at fit time
-        if self.transform not in TRANSFORMS: raise RegressorError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}.")
-        if self.max_rows < 1: raise RegressorError(f"max_rows must be a positive number of rows, got {self.max_rows}.")
+        if self.transform not in TRANSFORMS:
+            raise RegressorError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}.")
+        if self.max_rows < 1:
+            raise RegressorError(f"max_rows must be a positive number of rows, got {self.max_rows}.")
         if min(self.target_weight, self.virtual_weight) <= 0 or self.calib_reg < 0:
             raise RegressorError("target_weight and virtual_weight must be > 0, and calib_reg >= 0.")
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -416,7 +437,7 @@ class MapleX(MapleXSettings):
 
     @property
     def probe_archs(self) -> tuple[int, ...]:
-        "Probe cells to measure on the target: the descriptor's, plus `PROBES` for the layer-wise table of the virtual labels."
+        "Probe cells to measure on the target: the descriptor's, plus `PROBES` for the virtual labels' table."
         return tuple(dict.fromkeys([*get_descriptor(self.descriptor).probes, *(PROBES if self.virtual else ())]))
 
     @property
@@ -433,19 +454,22 @@ class MapleX(MapleXSettings):
         "Train the regressor on the training devices plus the target's measured (and virtual) cells, then calibrate."
         start, desc = time.perf_counter(), get_descriptor(self.descriptor)
         samples, probes = _check_task(train, devices, target, samples, probes, self.probe_archs)
-        measured = samples if probes is None else pd.concat([samples, probes]).groupby(level=0).first()  # the k + p cells C
+        measured = samples if probes is None else pd.concat([samples, probes]).groupby(level=0).first()  # k + p cells C
         self.device_weights_ = (spec_weights(target, train.devices, devices) if self.spec_weighting
                                 else pd.Series(1.0, index=pd.Index(train.devices, name="device"), name="spec_weight"))
         X, y, w = device_rows(train, devices, desc, measured.index.to_numpy(), self.device_weights_, self.normalise,
                               self.max_rows, self.seed)
         self.descriptor_ = desc(target, devices, probes if desc.n_probes else None)  # (D,)
         self.level_ = task_level(measured.to_numpy()) if self.normalise else 0.0  # m_t
-        self.virtual_ = (virtual_examples(train, samples, probes, self.bound, self.max_size).drop(measured.index, errors="ignore")
+        self.virtual_ = (virtual_examples(train, samples, probes, self.bound, self.max_size)
+                         .drop(measured.index, errors="ignore")
                          if self.virtual else pd.Series(dtype=float, name="virtual_ms"))
         cells = pd.concat([measured, self.virtual_])  # the target's rows: measured, then virtual
-        cw = np.r_[np.full(len(measured), self.target_weight), np.full(len(self.virtual_), self.virtual_weight)]  # tau, nu
+        cw = np.r_[np.full(len(measured), self.target_weight),  # tau
+                   np.full(len(self.virtual_), self.virtual_weight)]  # nu
         Xt = join_features(encode(cells.index), self.descriptor_)
-        self.regressor = LatencyRegressor(self.hidden, self.steps, self.lr, transform=self.transform, num_threads=self.num_threads)
+        self.regressor = LatencyRegressor(self.hidden, self.steps, self.lr, transform=self.transform,
+                                          num_threads=self.num_threads)
         self.regressor.fit(np.r_[X, Xt], np.r_[y, cells.to_numpy() / np.exp(self.level_)], np.r_[w, cw], seed=self.seed)
         z = _log(self.regressor.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
         fitted = fit_calibration(z, np.log(cells.to_numpy()) - self.level_, cw / self.target_weight, self.calib_reg)
@@ -456,7 +480,8 @@ class MapleX(MapleXSettings):
     def predict(self, archs  # arch indices and/or strings of the search space
                ) -> np.ndarray:
         "Predicted latency (ms) on the target, float64 (n,)."
-        if self.regressor is None: raise NotFittedError("this MapleX is not fitted: call fit(...) or MapleX.load(path) first.")
+        if self.regressor is None:
+            raise NotFittedError("this MapleX is not fitted: call fit(...) or MapleX.load(path) first.")
         z = _log(self.regressor.predict(join_features(encode(archs), self.descriptor_)))  # (n,)
         a, b = self.calibration_
         return np.exp(a * z + b + self.level_)  # ln l = alpha z + beta + m_t: the regressor's prediction, nothing else
@@ -477,7 +502,8 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
     if model.regressor is None: raise NotFittedError("nothing to save: fit (or load) the MapleX first.")
     settings = {f.name: getattr(model, f.name) for f in fields(MapleXSettings)}
     config = dict(format=MAPLEX_FORMAT, version=MAPLEX_VERSION, settings={**settings, "hidden": list(model.hidden)},
-                  target=model.target, descriptor_values=[float(v) for v in model.descriptor_], level=float(model.level_),
+                  target=model.target, descriptor_values=[float(v) for v in model.descriptor_],
+                  level=float(model.level_),
                   calibration=list(model.calibration_), regressor=model.regressor.get_config())
     return write_model(path, config, model.regressor.state_dict())
 
@@ -515,7 +541,7 @@ MAPLE_CHOICES: dict[str, dict] = {
     "target_weight=100": dict(target_weight=100.0), "max_size=10": dict(max_size=10),
 }  # one setting at a time away from the defaults
 
-def maple_inner_study(ms: pd.DataFrame,  # latency (ms), arch_index x device; only the fold devices' cells 0..899 are read
+def maple_inner_study(ms: pd.DataFrame,  # latency (ms), arch_index x device; only fold devices' cells 0..899 are read
                       devices: DeviceTable,  # rows of the fold devices
                       fold_devices: list[str],  # a protocol fold's training devices (its target is not among them)
                       k: int = 3,  # samples of each pseudo-target, from its cells 0..599
@@ -531,8 +557,9 @@ def maple_inner_study(ms: pd.DataFrame,  # latency (ms), arch_index x device; on
         for seed in seeds:
             s = np.sort(np.random.default_rng(seed).choice(np.setdiff1d(np.arange(600), PROBES), size=k, replace=False))
             for name, kw in choices.items():
-                m = variant("MAPLE-X", seed=seed, **kw).fit(train, devices.select([*others, pseudo]), pseudo, col.loc[s],
-                                                            col.loc[list(PROBES)])
+                m = variant("MAPLE-X", seed=seed, **kw)
+                m = m.fit(train, devices.select([*others, pseudo]), pseudo, col.loc[s], col.loc[list(PROBES)])
+
                 err = np.abs(m.predict(scored) - col.loc[scored].to_numpy()) / col.loc[scored].to_numpy()
                 rows.append(dict(pseudo_target=pseudo, seed=seed, k=k, setting=name, acc10=float(np.mean(err <= 0.10))))
     return pd.DataFrame(rows)
