@@ -411,7 +411,7 @@ class MapleXSettings:
     target_weight: float = 20.0  # loss weight tau of a measured target cell (a training cell weighs about 1)
     virtual_weight: float = 5.0  # loss weight nu of a virtual example
     bound: float = 0.05  # neighbourhood bound (relative latency deviation)
-    max_size: int = 30  # neighbours per sample (chosen by inner leave-one-device-out; the paper used 5-10)
+    max_size: int = 30  # neighbours per sample (fixed in advance; the paper used 5-10)
     calib_reg: float = 1.0  # ridge lambda pulling the calibration slope towards 1
     max_rows: int = 4500  # training rows at most: with D devices, each gives max_rows // D pool cells (paper: 5 x 900)
     hidden: tuple[int, ...] = (64, 64)  # regressor hidden widths
