@@ -8,6 +8,12 @@ the studies receive a table with those replaced by NaN.
 
     python tools/inner_study.py maplex --protocol P-X6 --k 3 5 10 20            # lesson 75: maplex's floor, per fold
     python tools/inner_study.py maple --protocol P-X6 --k 3 --seeds 1           # lesson 70: MapleX's settings
+    python tools/inner_study.py help --protocol P-HELP --k 10 --seeds 10        # lesson 85: HELP's de-normalisation
+
+The HELP study follows HELP's own split instead: its four meta-validation devices (never a target) play the
+target in turn with the evaluation's meta-trained model (meta_seed=0), adapt on k of their pool cells plus HELP's
+ten reference cells (the method's declared probes, seven of which lie outside the pool, as in every HELP fit), and
+are scored on the rest of their pool cells.
 
 Writes results/inner/<study>_<protocol>.csv (one row per fold, pseudo-target, seed, k and rule or setting).
 """
@@ -22,7 +28,9 @@ import pandas as pd
 import torch
 
 from maplex import data
+from maplex.core import atomic_write
 from maplex.evaluation import get_protocol
+from maplex.help import validation_scores
 from maplex.ours import inner_study
 from maplex.regressor import maple_inner_study
 
@@ -44,7 +52,7 @@ def blind(ms: pd.DataFrame, fold_target: str) -> pd.DataFrame:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("study", choices=["maplex", "maple"])
+    ap.add_argument("study", choices=["maplex", "maple", "help"])
     ap.add_argument("--protocol", default="P-X6")
     ap.add_argument("--k", type=int, nargs="+", default=[3])
     ap.add_argument("--seeds", type=int, default=2, help="draws per pseudo-target (maplex: as maplex.ours.INNER_SEEDS)")
@@ -53,7 +61,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     table, devices = data.load_nb201(), data.load_devices()
     frames, t0 = [], time.perf_counter()
-    for fold, devs in folds(a.protocol).items():
+    if a.study == "help":
+        for k in a.k:
+            frames.append(validation_scores(a.protocol, draws=range(a.seeds), k=k, table=table, devices=devices)
+                          .assign(k=k, protocol=a.protocol, fold="(meta-validation devices)"))
+    for fold, devs in ({} if a.study == "help" else folds(a.protocol)).items():
         ms = blind(table.ms, fold)
         for k in a.k:
             if a.study == "maplex": df = inner_study(ms, devs, k=k, seeds=range(a.seeds))
@@ -61,10 +73,9 @@ def main(argv=None) -> int:
             frames.append(df.assign(protocol=a.protocol, fold=fold))
         print(f"fold {fold}: {time.perf_counter() - t0:.0f} s", flush=True)
     out = a.out or Path("results/inner") / f"{a.study}_{a.protocol}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
     df = pd.concat(frames, ignore_index=True)
-    df.to_csv(out, index=False)
-    col = "rule" if a.study == "maplex" else "setting"
+    atomic_write(out, df.to_csv(index=False))
+    col = {"maplex": "rule", "maple": "setting", "help": "denorm"}[a.study]
     print(df.pivot_table(index=col, columns="k", values="acc10").round(3))
     return 0
 
