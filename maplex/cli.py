@@ -58,11 +58,12 @@ def read_samples(path) -> pd.Series:
         raise data.DataError(f"{path}: cannot read it as CSV ({str(e).splitlines()[0]}); give a CSV file with the "
                              "columns arch_str,latency_ms.") from None
     if list(df.columns) != ["arch_str", "latency_ms"]:
-        raise data.DataError(f"{path}: expected the columns arch_str,latency_ms; found {','.join(map(str, df.columns))}.")
+        raise data.DataError(f"{path}: expected the columns arch_str,latency_ms; "
+                             f"found {','.join(map(str, df.columns))}.")
     idx = nb201.arch_indices(df.arch_str.tolist())  # ArchError names a string outside the search space
     if (dup := pd.Index(idx).duplicated()).any():
-        raise data.DataError(f"{path}: {df.arch_str[dup].iloc[0]} is listed more than once; keep one measurement per cell "
-                             "(e.g. the median of your repeats).")
+        raise data.DataError(f"{path}: {df.arch_str[dup].iloc[0]} is listed more than once; "
+                             "keep one measurement per cell (e.g. the median of your repeats).")
     ms = pd.to_numeric(df.latency_ms, errors="coerce")
     if (bad := ~(ms > 0) | ~np.isfinite(ms)).any():
         raise data.DataError(f"{path}: latency {df.latency_ms[bad].iloc[0]!r} of {df.arch_str[bad].iloc[0]} is not a "
@@ -141,7 +142,8 @@ def holdout_task(table: data.LatencyTable, # every setting's latencies; the targ
     "The task of one held-out column of any table: train on the other columns, see k samples + the probes."
     if target not in table:
         raise data.DataError(f"unknown target {target!r}: choose one of {', '.join(table.devices)}.")
-    if len(table.devices) < 2: raise data.DataError("leave-one-out needs at least two columns: one to hold out, one to train on.")
+    if len(table.devices) < 2:
+        raise data.DataError("leave-one-out needs at least two columns: one to hold out, one to train on.")
     col, probe_archs = table[target], list(probe_archs)
     pool = np.intersect1d(table.archs, np.asarray(data.POOL))  # the pool cells measured for the target
     if missing := [i for i in probe_archs if i not in col.index]:
@@ -149,7 +151,8 @@ def holdout_task(table: data.LatencyTable, # every setting's latencies; the targ
     cells = evaluation.draw_samples(k, seed, pool)  # on a table holding the whole pool: the protocols' draw
     train = [d for d in table.devices if d != target]
     probes = col.loc[probe_archs].rename(target) if probe_archs else None
-    return evaluation.Task(table.select(train), devices.select([*train, target]), target, col.loc[cells].rename(target), probes)
+    return evaluation.Task(table.select(train), devices.select([*train, target]), target,
+                           col.loc[cells].rename(target), probes)
 
 # %% ../nbs/99_cli.ipynb #d5a89448
 def leave_one_setting_out(table: data.LatencyTable, # every setting's latencies, e.g. `profile.load_embedded()[0]`
@@ -206,9 +209,10 @@ def reading(df: pd.DataFrame, k: int) -> str:
     rows = ("lut is the probe table alone, maple and maple-x the papers' methods, closest-linear the closest training "
             "device.")
     if (gap >= 0).all():
-        return f"How to read it: maplex (this package's predictor) is the best row on every target, by {gap.min():.3f} or more; {rows}"
-    return (f"How to read it: maplex (this package's predictor) is the best row on {int((gap >= 0).sum())} of {len(gap)} "
-            f"targets and at most {-gap.min():.3f} behind the best other row ({gap.idxmin()}); {rows}")
+        return (f"How to read it: maplex (this package's predictor) is the best row on every target, "
+                f"by {gap.min():.3f} or more; {rows}")
+    return (f"How to read it: maplex (this package's predictor) is the best row on {int((gap >= 0).sum())} "
+            f"of {len(gap)} targets and at most {-gap.min():.3f} behind the best other row ({gap.idxmin()}); {rows}")
 
 def public_pool_hint() -> str:
     "One line: the public device pool is available, or how to get it."
@@ -216,7 +220,8 @@ def public_pool_hint() -> str:
     except data.DataError:
         return ("More devices: `maplex download` fetches HELP's public pool of 21 NB201 device settings once "
                 "(or set MAPLEX_DATA); then `maplex demo --data public` runs this demo on P-X6.")
-    return "The public pool is available (`maplex info`): `maplex demo --data public` runs this demo on P-X6 (about a minute)."
+    return ("The public pool is available (`maplex info`): "
+            "`maplex demo --data public` runs this demo on P-X6 (about a minute).")
 
 # %% ../nbs/99_cli.ipynb #d23d726e
 def cmd_demo(args) -> int:
@@ -262,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probes", help="print the cells a method needs measured on a new device",
                         description="Print the arch strings of a method's probe cells, one per line (nothing for a "
                         "method without probes): measure these on your device, besides your samples.")
-    pr.add_argument("--method", default="maplex", help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex)")
+    pr.add_argument("--method", default="maplex",
+                    help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex)")
     pr.set_defaults(func=cmd_probes)
     _add_predict(sub)
     profile.build_profile_parser(sub)
@@ -273,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="predict each embedded runtime setting from 3 samples + probes (offline)",
                        description="Hold each runtime setting of the embedded dataset out in turn, measure k of its "
-                       "cells plus the method's probes, predict its test cells with the closest-device floor, the probe "
-                       "table, the papers' MAPLE and MAPLE-X, and maplex, and print the ±10 % accuracy. Needs no download.")
+                       "cells plus the method's probes, predict its test cells with the closest-device floor, "
+                       "the probe table, the papers' MAPLE and MAPLE-X, and maplex, and print the ±10 % accuracy. "
+                       "Needs no download.")
     p.add_argument("--data", choices=["embedded", "public"], default="embedded",
                    help="embedded: the settings shipped with maplex (default); public: HELP's P-X6 devices "
                    "(after `maplex download`, about a minute)")
@@ -289,7 +296,8 @@ def _add_predict(sub) -> None:
                        description="Predict the latency of every NAS-Bench-201 cell on TARGET from its measured "
                        "samples (and the method's probes, listed by `maplex probes`).")
     p.add_argument("--train", required=True, help="wide CSV: arch_index/arch_str, then ms per training device")
-    p.add_argument("--devices", required=True, help="device CSV (columns of devices.csv) with training devices and target")
+    p.add_argument("--devices", required=True,
+                   help="device CSV (columns of devices.csv) with training devices and target")
     p.add_argument("--target", required=True, help="the target's name (its row in --devices)")
     p.add_argument("--samples", required=True, help="CSV of arch_str,latency_ms: the target's measurements")
     p.add_argument("--method", default="maplex", help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex, "
@@ -302,7 +310,8 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="run a protocol; write results.csv, a markdown table and plots",
                        description="Evaluate methods on the public data under a leave-one-device-out protocol, over "
                        "k and seeds; resumable (rows already in results.csv are kept).")
-    p.add_argument("--protocol", default="P-X6", choices=list(evaluation.PROTOCOLS), help="device split (default: P-X6)")
+    p.add_argument("--protocol", default="P-X6", choices=list(evaluation.PROTOCOLS),
+                   help="device split (default: P-X6)")
     p.add_argument("--methods", nargs="+", default=list(evaluation.METHODS),
                    help="any of: " + ", ".join(evaluation.METHODS) + " (default: all)")
     p.add_argument("--k", nargs="+", type=int, default=[3], help="adaptation samples (default: 3)")
@@ -330,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maplex {args.command}: error: {msg if len(msg) < 500 else msg[:500] + '...'}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"maplex {args.command}: interrupted (`maplex profile` and `maplex evaluate` resume when re-run)", file=sys.stderr)
+        print(f"maplex {args.command}: interrupted (`maplex profile` and `maplex evaluate` resume when re-run)",
+              file=sys.stderr)
         return 130
     finally:
         if main_thread: signal.signal(signal.SIGTERM, previous)

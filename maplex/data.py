@@ -207,8 +207,8 @@ class LatencyTable:
         "The rows of these architecture indices, in that order."
         idx = _check_indices(np.asarray(list(indices)), "take")
         if (missing := ~np.isin(idx, self.archs)).any():
-            raise DataError(f"take: {missing.sum()} arch index(es) not in this table, e.g. {idx[missing][:5].tolist()}; "
-                            f"it has {len(self)} architectures (see .archs).")
+            raise DataError(f"take: {missing.sum()} arch index(es) not in this table, "
+                            f"e.g. {idx[missing][:5].tolist()}; it has {len(self)} architectures (see .archs).")
         return LatencyTable._trusted(self.ms.loc[idx])
 
     def to_frame(self) -> pd.DataFrame:
@@ -279,7 +279,8 @@ class DeviceTable:
 
     def specs(self, devices=None, cols=SPEC_COLS, require: bool = False) -> pd.DataFrame:
         "Spec columns of `devices` (all by default); `require=True` refuses blanks."
-        rows = self.df.loc[_known(self.devices if devices is None else devices, self.devices, "device table"), list(cols)]
+        rows = self.df.loc[_known(self.devices if devices is None else devices, self.devices, "device table"),
+                           list(cols)]
         if require and rows.isna().any().any():
             gaps = "; ".join(f"{d}: {', '.join(r.index[r.isna()])}" for d, r in rows.iterrows() if r.isna().any())
             raise SpecMissingError(f"specs needed but blank (unknown) for {gaps}. Fill them in devices.csv with public "
@@ -453,12 +454,13 @@ def _csv_devices(path: Path) -> list[str]:
     return [c for c in pd.read_csv(path, nrows=0).columns if c not in ("arch_index", "arch_str")]
 
 # %% ../nbs/10_data.ipynb #045dc14d
-def download_help(cache=None, # folder for raw and converted files; default `cache_dir()`
-                  base_url: str = DEFAULT_URL, # URL of HELP's `data/` folder (https://, http:// or file://)
-                  devices: Iterable[str] | None = None, # device names (HELP file stems); default the 21 of NB201_DEVICES
-                  progress: bool = True, # show a tqdm bar over files
-                  timeout: float = 10.0, # seconds per request
-                 ) -> Path: # the folder now holding `nb201_latency_ms.csv.gz` (usable as MAPLEX_DATA)
+def download_help(
+    cache=None, # folder for raw and converted files; default `cache_dir()`
+    base_url: str = DEFAULT_URL, # URL of HELP's `data/` folder (https://, http:// or file://)
+    devices: Iterable[str] | None = None, # device names (HELP file stems); default the 21 of NB201_DEVICES
+    progress: bool = True, # show a tqdm bar over files
+    timeout: float = 10.0, # seconds per request
+) -> Path: # the folder now holding `nb201_latency_ms.csv.gz` (usable as MAPLEX_DATA)
     "Fetch HELP's NB201 files once, verify their sha256 against the shipped manifest, convert, reuse the cache."
     cache = Path(cache) if cache is not None else cache_dir()
     manifest = help_manifest().set_index("path")["sha256"]

@@ -51,23 +51,28 @@ class Descriptor:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}: {len(self.feature_names())} features, n_probes={self.n_probes}, n_runs={self.n_runs})"
+        return (f"{type(self).__name__}({self.name!r}: {len(self.feature_names())} features, "
+                f"n_probes={self.n_probes}, n_runs={self.n_runs})")
 
 # %% ../nbs/20_descriptors.ipynb #50b5f5ed
 def _check_device(device: str, devices: DeviceTable) -> pd.Series:
     "The DeviceTable row of `device`, or a DescriptorError that says how to add it."
     if not isinstance(devices, DeviceTable):
-        raise DescriptorError(f"devices must be a maplex.data.DeviceTable (e.g. load_devices()), got {type(devices).__name__}")
+        raise DescriptorError(f"devices must be a maplex.data.DeviceTable (e.g. load_devices()), "
+                              f"got {type(devices).__name__}")
     if device not in devices:
-        raise DescriptorError(f"device {device!r} is not in the DeviceTable ({len(devices)} devices: {', '.join(devices.devices[:5])}, ...); "
-                              f"add its row first, e.g. devices.add({device!r}, **{{'class': 'gpu'}}, cores=..., max_clock_ghz=..., tdp_w=...)")
+        raise DescriptorError(f"device {device!r} is not in the DeviceTable "
+                              f"({len(devices)} devices: {', '.join(devices.devices[:5])}, ...); "
+                              f"add its row first, e.g. devices.add({device!r}, **{{'class': 'gpu'}}, "
+                              "cores=..., max_clock_ghz=..., tdp_w=...)")
     return devices.df.loc[device]
 
 # %% ../nbs/20_descriptors.ipynb #cfac8fef
 class PerfParseError(MaplexError):
     "`perf stat -x,` output that cannot be read; the message quotes the line."
 
-MISSING_MARKERS: dict[str, str] = {'<not supported>': 'not supported', '<not counted>': 'not counted'}  # perf's marker -> status
+# perf's marker -> status
+MISSING_MARKERS: dict[str, str] = {'<not supported>': 'not supported', '<not counted>': 'not counted'}
 PERF_COLUMNS = ('value', 'unit', 'variance_pct', 'run_time', 'running_pct', 'metric_value', 'metric_unit', 'status')
 _NUMBER = re.compile(r'[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?')  # C locale: no digit grouping, '.' decimal mark
 
@@ -77,7 +82,8 @@ def _number(field: str, what: str, n: int, line: str) -> float:
     field = field.strip()
     if not field: return math.nan
     if not _NUMBER.fullmatch(field):
-        raise PerfParseError(f"line {n}: {what} {field!r} is not a plain number (C locale: '.' decimal mark, no digit grouping); "
+        raise PerfParseError(f"line {n}: {what} {field!r} is not a plain number "
+                             "(C locale: '.' decimal mark, no digit grouping); "
                              f"rerun perf with LC_ALL=C. Line: {line!r}")
     return float(field)
 
@@ -86,14 +92,16 @@ def _perf_row(fields: list[str], n: int, line: str) -> dict:
     "One event line, split into the columns of `PERF_COLUMNS` (plus `event`)."
     value, unit, event, *rest = (f.strip() for f in fields)
     variance = _number(rest.pop(0)[:-1], 'variance', n, line) if rest and rest[0].endswith('%') else math.nan
-    if len(rest) > 4: raise PerfParseError(f"line {n}: {len(fields)} fields, more than perf stat -x prints for one event; "
-                                           f"cgroup (-G) and per-thread output are not supported. Line: {line!r}")
+    if len(rest) > 4:
+        raise PerfParseError(f"line {n}: {len(fields)} fields, more than perf stat -x prints for one event; "
+                             f"cgroup (-G) and per-thread output are not supported. Line: {line!r}")
     run_time, running, metric, metric_unit = rest + [''] * (4 - len(rest))
     status = MISSING_MARKERS.get(value, 'counted')
     row = dict(event=event, value=math.nan if status != 'counted' else _number(value, 'value', n, line), unit=unit,
                variance_pct=variance, run_time=_number(run_time, 'run time', n, line),
                running_pct=_number(running, 'running %', n, line),
-               metric_value=float(metric) if _NUMBER.fullmatch(metric) else math.nan, metric_unit=metric_unit, status=status)
+               metric_value=float(metric) if _NUMBER.fullmatch(metric) else math.nan, metric_unit=metric_unit,
+               status=status)
     if status == 'counted' and row['running_pct'] == 0: row.update(value=math.nan, status='not counted')  # never ran
     return row
 
@@ -106,21 +114,27 @@ def parse_perf_table(text: str,  # everything `perf stat -x<sep>` wrote: its std
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith('#'): continue  # blank, or a comment like '# started on ...'
         fields = line.split(sep)
-        if len(fields) < 3: raise PerfParseError(f"line {n}: expected value{sep}unit{sep}event{sep}..., got {line!r}; was perf run with -x{sep} ?")
+        if len(fields) < 3:
+            raise PerfParseError(f"line {n}: expected value{sep}unit{sep}event{sep}..., got {line!r}; "
+                                 f"was perf run with -x{sep} ?")
         if not fields[2].strip():
-            if not fields[0].strip(): continue  # a metric-only line (',,,,,0.04,stalled cycles per insn'): a ratio, not a counter
-            raise PerfParseError(f"line {n}: no event name in field 3 of {line!r}; interval (-I) and per-CPU (-A) output "
-                                 "are not supported, run perf stat without them")
+            # a metric-only line (',,,,,0.04,stalled cycles per insn'): a ratio, not a counter
+            if not fields[0].strip(): continue
+            raise PerfParseError(f"line {n}: no event name in field 3 of {line!r}; "
+                                 "interval (-I) and per-CPU (-A) output are not supported, run perf stat without them")
         row = _perf_row(fields, n, line)
-        if row['event'] in seen: raise PerfParseError(f"line {n}: event {row['event']!r} already appeared on line {seen[row['event']]}; "
-                                                      "parse one run at a time (no -I, -A or concatenated runs)")
+        if row['event'] in seen:
+            raise PerfParseError(f"line {n}: event {row['event']!r} already appeared on line {seen[row['event']]}; "
+                                 "parse one run at a time (no -I, -A or concatenated runs)")
         seen[row['event']] = n; rows.append(row)
-    if not rows: raise PerfParseError("no counter lines in the text; perf writes its counts to stderr (or to the -o file), "
-                                      "was that what you passed?")
+    if not rows:
+        raise PerfParseError("no counter lines in the text; perf writes its counts to stderr (or to the -o file), "
+                             "was that what you passed?")
     return pd.DataFrame(rows).set_index('event')[list(PERF_COLUMNS)]
 
 # %% ../nbs/20_descriptors.ipynb #b857b4ed
-EVENT_ALIASES: dict[str, str] = {'cpu-cycles': 'cycles', 'branches': 'branch-instructions'}  # perf alias -> the name we use
+# perf alias -> the name we use
+EVENT_ALIASES: dict[str, str] = {'cpu-cycles': 'cycles', 'branches': 'branch-instructions'}
 
 def canonical_event(name: str  # an event name as perf printed it, e.g. 'cpu-cycles:u'
                    ) -> str:
@@ -136,28 +150,33 @@ def parse_perf_stat(text: str,  # everything `perf stat -x<sep>` wrote
                    ) -> pd.Series:
     "Counter values of `perf stat -x,` output by event; unsupported or uncounted events are NaN, never 0."
     table = parse_perf_table(text, sep)
-    values = table['value'].where(table['running_pct'].fillna(100.0) >= min_running_pct)  # multiplexed too little -> NaN
+    # multiplexed too little -> NaN
+    values = table['value'].where(table['running_pct'].fillna(100.0) >= min_running_pct)
     if canonical:
         values.index = [canonical_event(e) for e in values.index]
         if values.index.duplicated().any():
-            raise PerfParseError(f"events {sorted(set(values.index[values.index.duplicated()]))} appear twice once modifiers "
-                                 "are stripped (e.g. cycles:u and cycles:k); pass canonical=False to keep them apart")
+            raise PerfParseError(f"events {sorted(set(values.index[values.index.duplicated()]))} appear twice "
+                                 "once modifiers are stripped (e.g. cycles:u and cycles:k); "
+                                 "pass canonical=False to keep them apart")
     return values.rename('value').rename_axis('event').astype(float)
 
 # %% ../nbs/20_descriptors.ipynb #1f3b404b
 MAPLE_EVENTS: tuple[str, ...] = ('cycles', 'instructions', 'cache-references', 'cache-misses', 'L1-dcache-loads',
-                                 'L1-dcache-load-misses', 'LLC-loads', 'LLC-load-misses', 'branch-instructions', 'branch-misses')
+                                 'L1-dcache-load-misses', 'LLC-loads', 'LLC-load-misses',
+                                 'branch-instructions', 'branch-misses')
 COUNTER_OPS: tuple[str, ...] = ('nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3')  # the NB201 ops that compute something
 
 # %% ../nbs/20_descriptors.ipynb #2a8cab22
-def counter_table(runs: Mapping[str, str],  # op name -> the `perf stat -x,` text of one counted run of that op
-                  events: Sequence[str] = MAPLE_EVENTS,  # events to keep (canonical names); absent ones become NaN
-                  duration_ms: Mapping[str, float] | None = None  # op -> ms the counted run lasted; default: its task-clock
-                 ) -> pd.DataFrame:
+def counter_table(
+    runs: Mapping[str, str],  # op name -> the `perf stat -x,` text of one counted run of that op
+    events: Sequence[str] = MAPLE_EVENTS,  # events to keep (canonical names); absent ones become NaN
+    duration_ms: Mapping[str, float] | None = None  # op -> ms the counted run lasted; default: its task-clock
+) -> pd.DataFrame:
     "Counts of `events` per operation (rows) plus each run's `duration_ms`; NaN = not available."
     rows = {}
     for op, text in runs.items():
-        if op not in nb201.OPS: raise DescriptorError(f"unknown operation {op!r}; the NB201 operations are {', '.join(nb201.OPS)}")
+        if op not in nb201.OPS:
+            raise DescriptorError(f"unknown operation {op!r}; the NB201 operations are {', '.join(nb201.OPS)}")
         values = parse_perf_stat(text)
         row = values.reindex(list(events))
         row['duration_ms'] = (duration_ms or {}).get(op, values.get('task-clock', math.nan))
@@ -170,9 +189,11 @@ def normalise_counts(table: pd.DataFrame,  # `counter_table` of one device (ops 
                      events: Sequence[str] | None = None  # events to normalise; default all but `per` and duration_ms
                     ) -> pd.DataFrame:
     "Counts divided by the same run's instructions (x1000: per kilo-instruction) or duration (per ms); NaN stays NaN."
-    if per not in table.columns: raise DescriptorError(f"cannot normalise by {per!r}: the counter table has no such column")
+    if per not in table.columns:
+        raise DescriptorError(f"cannot normalise by {per!r}: the counter table has no such column")
     events = [e for e in table.columns if e not in (per, 'duration_ms')] if events is None else list(events)
-    if gone := [e for e in events if e not in table.columns]: raise DescriptorError(f"the counter table has no column(s) {gone}")
+    if gone := [e for e in events if e not in table.columns]:
+        raise DescriptorError(f"the counter table has no column(s) {gone}")
     denom = table[per].where(table[per] > 0)  # (ops,) a zero or missing normaliser gives NaN, never inf
     scale = 1e3 if per == 'instructions' else 1.0  # per kilo-instruction (the MPKI convention) or per ms
     return table[events].div(denom, axis=0) * scale  # r_{o,e} = scale * c_{o,e} / n_o
@@ -181,8 +202,9 @@ def normalise_counts(table: pd.DataFrame,  # `counter_table` of one device (ops 
 def _device_counters(counters: Mapping[str, pd.DataFrame], device: str, ops: Sequence[str]) -> pd.DataFrame:
     "The counter table rows of `ops` for `device`, or a DescriptorError saying how to record them."
     if device not in counters:
-        raise DescriptorError(f"no counters for {device!r} (have: {', '.join(counters) or 'none'}); record one `perf stat -x,` "
-                              f"run per operation {tuple(ops)} on it (tests/fixtures/perf/record_op_workload.py shows how) and "
+        raise DescriptorError(f"no counters for {device!r} (have: {', '.join(counters) or 'none'}); "
+                              f"record one `perf stat -x,` run per operation {tuple(ops)} on it "
+                              "(tests/fixtures/perf/record_op_workload.py shows how) and "
                               "pass counter_table(...) of those runs in `counters`")
     if gone := [op for op in ops if op not in counters[device].index]:
         raise DescriptorError(f"the counters of {device!r} lack the operation(s) {gone}; record a perf run of each")
@@ -199,7 +221,8 @@ class CounterDescriptor(Descriptor):
                  events: Sequence[str] = MAPLE_EVENTS,  # counters used
                  ops: Sequence[str] = COUNTER_OPS,  # operations characterised (one perf run each)
                  allow_missing: bool = False):  # encode missing counters as 0 plus a flag instead of raising
-        self.counters, self.events, self.ops, self.allow_missing = dict(counters), tuple(events), tuple(ops), allow_missing
+        self.counters, self.events, self.ops, self.allow_missing = (
+            dict(counters), tuple(events), tuple(ops), allow_missing)
         if self.per != 'duration_ms' and self.per not in self.events:
             raise DescriptorError(f"{type(self).__name__} divides by {self.per!r}, so events must include it")
         self.normalised = [e for e in self.events if e != self.per]  # the normaliser itself would always be 1
@@ -211,15 +234,18 @@ class CounterDescriptor(Descriptor):
 
     def __call__(self, device: str, devices: DeviceTable, probes: pd.Series | None = None) -> np.ndarray:
         _check_device(device, devices)
-        rates = normalise_counts(_device_counters(self.counters, device, self.ops), self.per, self.normalised)  # (ops, events)
+        # (ops, events)
+        rates = normalise_counts(_device_counters(self.counters, device, self.ops), self.per, self.normalised)
         x = np.log10(1 + rates.to_numpy(float)).ravel()  # (ops * events,) operation-major
         missing = np.isnan(x)
         if missing.any() and not self.allow_missing:
-            raise DescriptorError(f"{device!r} has no value for {', '.join(rates.columns[rates.isna().any()])} (perf printed "
-                                  f"<not supported> or <not counted>, or {self.per!r} is missing); a VM without PMU access misses "
-                                  "every hardware event. Pass allow_missing=True to encode gaps as 0 plus a missing flag, "
+            raise DescriptorError(f"{device!r} has no value for {', '.join(rates.columns[rates.isna().any()])} "
+                                  f"(perf printed <not supported> or <not counted>, or {self.per!r} is missing); "
+                                  "a VM without PMU access misses every hardware event. "
+                                  "Pass allow_missing=True to encode gaps as 0 plus a missing flag, "
                                   "or use the 'probe' or 'spec' descriptor")
-        if self.allow_missing: x = np.concatenate([np.where(missing, 0.0, x), missing])  # values, then one flag per value
+        if self.allow_missing:
+            x = np.concatenate([np.where(missing, 0.0, x), missing])  # values, then one flag per value
         return x.astype(np.float32)
 
 # %% ../nbs/20_descriptors.ipynb #3f86f6a0
@@ -231,7 +257,8 @@ class EdgeCounterDescriptor(CounterDescriptor):
 # %% ../nbs/20_descriptors.ipynb #8467b6d8
 def isolating_cells(candidates: Iterable[int] = POOL  # arch indices to choose from
                    ) -> dict[str, int]:
-    "Per op of `nb201.OPS`: the non-zero-output candidate with most edges of that op, then most `none` edges, then lowest index."
+    "Per op of `nb201.OPS`: the non-zero-output cell with most edges of that op, then most `none` edges, lowest index."
+
     idx = nb201.arch_indices(list(candidates))  # (n,)
     counts = nb201.op_counts(idx)  # (n, 5)
     ok = nb201.live_edges(idx).any(1)  # (n,) False for zero-output cells
@@ -242,8 +269,9 @@ def isolating_cells(candidates: Iterable[int] = POOL  # arch indices to choose f
     return out
 
 # %% ../nbs/20_descriptors.ipynb #046f50f5
+# op -> the cell isolating it (isolating_cells(POOL))
 PROBE_CELLS: dict[str, int] = {'none': 186, 'skip_connect': 465, 'nor_conv_1x1': 649,
-                               'nor_conv_3x3': 138, 'avg_pool_3x3': 297}  # op -> the cell isolating it (isolating_cells(POOL))
+                               'nor_conv_3x3': 138, 'avg_pool_3x3': 297}
 PROBES: tuple[int, ...] = tuple(PROBE_CELLS.values())  # the declared probe set, p = 5, in `nb201.OPS` order
 
 # %% ../nbs/20_descriptors.ipynb #774be7fc
@@ -260,17 +288,21 @@ def _probe_text(probes: Sequence[int]) -> str:
 
 def _checked_probes(probes: pd.Series | None, device: str, wanted: Sequence[int]) -> np.ndarray:
     "The latencies of `wanted` from `probes` (arch_index -> ms), or a DescriptorError saying what to measure."
-    how = (f"measure the networks on the device and pass all {len(wanted)} as probes=pd.Series(ms, index=PROBES), or for a "
-           "device in a LatencyTable use probe_latencies(table, device)")
-    if probes is None: raise DescriptorError(f"the probe descriptor needs {device!r}'s latency of arch indices {list(wanted)}: {how}. "
-                                             f"Arch strings: {_probe_text(wanted)}")
-    if not isinstance(probes, pd.Series): raise DescriptorError(f"probes must be a pd.Series arch_index -> ms, got {type(probes).__name__}")
+    how = (f"measure the networks on the device and pass all {len(wanted)} as probes=pd.Series(ms, index=PROBES), "
+           "or for a device in a LatencyTable use probe_latencies(table, device)")
+    if probes is None:
+        raise DescriptorError(f"the probe descriptor needs {device!r}'s latency of arch indices {list(wanted)}: "
+                              f"{how}. Arch strings: {_probe_text(wanted)}")
+    if not isinstance(probes, pd.Series):
+        raise DescriptorError(f"probes must be a pd.Series arch_index -> ms, got {type(probes).__name__}")
     if gone := [i for i in wanted if i not in probes.index]:
-        raise DescriptorError(f"probes for {device!r} lack arch indices {gone}: {how}. Arch strings: {_probe_text(gone)}")
+        raise DescriptorError(f"probes for {device!r} lack arch indices {gone}: {how}. "
+                              f"Arch strings: {_probe_text(gone)}")
     ms = pd.to_numeric(probes.loc[list(wanted)], errors='coerce').to_numpy(float)
     if bad := [i for i, v in zip(wanted, ms) if not (np.isfinite(v) and v > 0)]:
-        raise DescriptorError(f"probe latency of arch {bad} on {device!r} is {probes.loc[bad].tolist()}: every probe needs a "
-                              "measured, positive latency in ms (re-measure it; a probe cannot be skipped)")
+        raise DescriptorError(f"probe latency of arch {bad} on {device!r} is {probes.loc[bad].tolist()}: "
+                              "every probe needs a measured, positive latency in ms "
+                              "(re-measure it; a probe cannot be skipped)")
     return ms
 
 # %% ../nbs/20_descriptors.ipynb #06777002
@@ -284,7 +316,8 @@ class ProbeFingerprint(Descriptor):
         if len(self.probes) < 2 or len(set(self.probes)) != len(self.probes):
             raise DescriptorError(f"a fingerprint needs at least 2 distinct probe archs, got {self.probes}")
         if zero := [i for i in self.probes if nb201.is_zero_output(i)]:
-            raise DescriptorError(f"probe(s) {zero} are zero-output cells; some converters prune them to ~0 ms, choose others")
+            raise DescriptorError(f"probe(s) {zero} are zero-output cells; "
+                                  "some converters prune them to ~0 ms, choose others")
 
     def feature_names(self) -> list[str]: return [f'probe {i}' for i in self.probes]
 
@@ -299,8 +332,8 @@ def probe_latencies(table: LatencyTable,  # latencies that include the probe arc
                    ) -> pd.Series:
     "The probe latencies (arch_index -> ms) of a device, read from a latency table."
     if gone := [i for i in probes if i not in table.ms.index]:
-        raise DescriptorError(f"the latency table lacks probe arch(s) {gone}; PROBES lie in the pool, so pass a table that "
-                              "contains it (e.g. table.take(POOL)) or measure them")
+        raise DescriptorError(f"the latency table lacks probe arch(s) {gone}; PROBES lie in the pool, "
+                              "so pass a table that contains it (e.g. table.take(POOL)) or measure them")
     return table[device].loc[list(probes)]
 
 # %% ../nbs/20_descriptors.ipynb #236383c4
@@ -312,7 +345,8 @@ def descriptor_table(descriptor: Descriptor,  # any descriptor
     "Descriptors of several devices: rows = devices, columns = `descriptor.feature_names()`."
     rows = {}
     for d in names:
-        probes = probe_latencies(latencies, d, descriptor.probes) if descriptor.n_probes and latencies is not None else None
+        probes = (probe_latencies(latencies, d, descriptor.probes)
+                  if descriptor.n_probes and latencies is not None else None)
         rows[d] = descriptor(d, devices, probes)
     return pd.DataFrame.from_dict(rows, orient='index', columns=descriptor.feature_names()).rename_axis('device')
 
@@ -330,8 +364,9 @@ def impute_spec(device: str,  # a device of `devices`
     known = others.dropna(subset=[col]).drop_duplicates(['hardware', col])  # one vote per distinct (hardware, value)
     peers = known[known['class'] == own['class']]
     if len(peers) == 0: peers = known
-    if len(peers) == 0: raise DescriptorError(f"no device in the table has {col!r}, so {device!r}'s blank cannot be imputed; "
-                                              f"fill it in devices.csv or leave {col!r} out of SpecDescriptor(cols=...)")
+    if len(peers) == 0:
+        raise DescriptorError(f"no device in the table has {col!r}, so {device!r}'s blank cannot be imputed; "
+                              f"fill it in devices.csv or leave {col!r} out of SpecDescriptor(cols=...)")
     return float(peers[col].median()), True
 
 # %% ../nbs/20_descriptors.ipynb #b61ed60d
@@ -345,13 +380,14 @@ class SpecDescriptor(Descriptor):
         self.cols, self.classes = tuple(cols), tuple(classes)
 
     def feature_names(self) -> list[str]:
-        return [f'log10 {c}' for c in self.cols] + [f'{c} missing' for c in self.cols] + [f'class={k}' for k in self.classes]
+        return ([f'log10 {c}' for c in self.cols] + [f'{c} missing' for c in self.cols]
+                + [f'class={k}' for k in self.classes])
 
     def __call__(self, device: str, devices: DeviceTable, probes: pd.Series | None = None) -> np.ndarray:
         row = _check_device(device, devices)
         if row['class'] not in self.classes:
-            raise DescriptorError(f"{device!r} has class {row['class']!r}; SpecDescriptor knows {', '.join(self.classes)} "
-                                  "(pass classes=... to add one)")
+            raise DescriptorError(f"{device!r} has class {row['class']!r}; "
+                                  f"SpecDescriptor knows {', '.join(self.classes)} (pass classes=... to add one)")
         values, flags = zip(*(impute_spec(device, c, devices) for c in self.cols))
         onehot = [float(row['class'] == k) for k in self.classes]
         return np.array([*np.log10(values), *flags, *onehot], dtype=np.float32)
@@ -394,7 +430,8 @@ def get_descriptor(kind: str,  # a key of DESCRIPTOR_KINDS, or several joined by
     for k in names:
         accepted = {a: v for a, v in kwargs.items() if a in inspect.signature(DESCRIPTOR_KINDS[k]).parameters}
         parts.append(DESCRIPTOR_KINDS[k](**accepted)); used |= set(accepted)
-    if unused := set(kwargs) - used: raise DescriptorError(f"no part of {kind!r} takes the argument(s) {sorted(unused)}")
+    if unused := set(kwargs) - used:
+        raise DescriptorError(f"no part of {kind!r} takes the argument(s) {sorted(unused)}")
     return parts[0] if len(parts) == 1 else CombinedDescriptor(parts)
 
 # %% ../nbs/20_descriptors.ipynb #1b91c475
@@ -424,9 +461,12 @@ def join_features(encoding: np.ndarray,  # (n, E) architecture encodings, e.g. `
                  ) -> np.ndarray:
     "The regressor's input: each encoding row followed by the device descriptor, float32 (n, E + D)."
     enc, desc = np.asarray(encoding, dtype=np.float32), np.asarray(descriptor, dtype=np.float32)
-    if enc.ndim != 2: raise DescriptorError(f"encoding must be 2-D (n, E), got shape {enc.shape}; for one architecture use enc[None]")
-    if desc.ndim != 1: raise DescriptorError(f"descriptor must be 1-D (D,), got shape {desc.shape}; join one device at a time")
+    if enc.ndim != 2:
+        raise DescriptorError(f"encoding must be 2-D (n, E), got shape {enc.shape}; for one architecture use enc[None]")
+    if desc.ndim != 1:
+        raise DescriptorError(f"descriptor must be 1-D (D,), got shape {desc.shape}; join one device at a time")
     if not np.isfinite(desc).all():
-        raise DescriptorError(f"descriptor has non-finite values at positions {np.flatnonzero(~np.isfinite(desc)).tolist()}; "
+        raise DescriptorError("descriptor has non-finite values at positions "
+                              f"{np.flatnonzero(~np.isfinite(desc)).tolist()}; "
                               "a descriptor must be complete (see allow_missing for counters)")
     return np.hstack([enc, np.broadcast_to(desc, (len(enc), len(desc)))])  # (n, E) | (n, D) -> (n, E + D)

@@ -19,7 +19,8 @@ __all__ = ['STAGE_NAMES', 'FLOOR_SHARE', 'LUTError', 'UnknownOpError', 'MissingP
            'solve_edge_costs', 'LayerwiseLUT', 'ProbeTable', 'neighbourhood_pearson', 'virtual_labels']
 
 # %% ../nbs/60_lut.ipynb #c6fe2951
-STAGE_NAMES: tuple[str, ...] = tuple(f'{c}x{s}x{s}' for c, s in STAGES)  # feature map (channels x side x side) of each stage's cells
+# feature map (channels x side x side) of each stage's cells
+STAGE_NAMES: tuple[str, ...] = tuple(f'{c}x{s}x{s}' for c, s in STAGES)
 
 class LUTError(MaplexError):
     "A layer-wise table that cannot be built or used as asked; the message says what to fix."
@@ -43,14 +44,17 @@ def _check_ms(ms, what: str) -> np.ndarray:
     return v
 
 # %% ../nbs/60_lut.ipynb #b434ed4b
-def edge_cost(table: pd.DataFrame,  # ms of one op instance (rows: ops of OPS) in one cell of each stage (3 columns, in stage order)
-              cells_per_stage: int = N_CELLS  # N, cells per stage
-             ) -> pd.Series:
+def edge_cost(
+    # ms of one op instance (rows: ops of OPS) in one cell of each stage (3 columns, in stage order)
+    table: pd.DataFrame,
+    cells_per_stage: int = N_CELLS  # N, cells per stage
+) -> pd.Series:
     "Edge cost w(o) = N * sum over stages of t(o, s), in ms, for every op of OPS (NaN where the table has no row)."
     unknown = sorted(set(table.index) - set(OPS))
     if unknown: raise LUTError(f"op table rows {unknown} are not NB201 ops; rows must be among {list(OPS)}")
     if table.shape[1] != len(STAGES):
-        raise LUTError(f"op table needs one column per stage ({len(STAGES)}: {list(STAGE_NAMES)}), got {table.shape[1]}")
+        raise LUTError(f"op table needs one column per stage ({len(STAGES)}: {list(STAGE_NAMES)}), "
+                       f"got {table.shape[1]}")
     bad = table.stack()[lambda t: ~np.isfinite(t.astype(float)) | (t.astype(float) < 0)]
     if len(bad): raise LUTError(f"op table: latencies must be finite and >= 0 ms, bad at {list(bad.index)[:5]}")
     w = cells_per_stage * table.sum(axis=1).reindex(OPS)  # (5,) NaN for ops without a row
@@ -71,8 +75,9 @@ def solve_edge_costs(archs: ArchLike | Sequence[ArchLike],  # measured cells (st
     if len(X) != len(y): raise LUTError(f"{len(X)} archs but {len(y)} latencies; give one latency per arch")
     rank = np.linalg.matrix_rank(X)
     if rank < X.shape[1]:
-        raise LUTError(f"these {len(X)} cells pin down only {rank} of the 5 unknowns (c0 and 4 edge costs): measure cells whose "
-                       "op counts differ, e.g. one uniform cell per op plus one with 'none' edges (see PROBES)")
+        raise LUTError(f"these {len(X)} cells pin down only {rank} of the 5 unknowns (c0 and 4 edge costs): "
+                       "measure cells whose op counts differ, "
+                       "e.g. one uniform cell per op plus one with 'none' edges (see PROBES)")
     coef = np.linalg.lstsq(X, y, rcond=None)[0]  # (5,) c0, w(skip), w(conv1x1), w(conv3x3), w(pool)
     return float(coef[0]), pd.Series(np.r_[0.0, coef[1:]], index=list(OPS), name='edge_ms')
 
@@ -83,21 +88,25 @@ def _probe_ms(probes: pd.Series,  # measured ms by arch index (may hold more cel
     "Latencies of `archs` taken from `probes`, checked; a `MissingProbesError` names the cells still to measure."
     idx = arch_indices(archs)
     missing = [int(i) for i in idx if i not in probes.index]
-    if missing: raise MissingProbesError(f"probe latencies missing for arch indices {missing}; measure them on the target: "
-                                         + '; '.join(f'{i}: {arch_str(i)}' for i in missing))
+    if missing:
+        raise MissingProbesError(f"probe latencies missing for arch indices {missing}; "
+                                 "measure them on the target: "
+                                 + '; '.join(f'{i}: {arch_str(i)}' for i in missing))
     return _check_ms(probes.loc[idx], "probe latencies")
 
 # %% ../nbs/60_lut.ipynb #25d8c1d7
 class LayerwiseLUT:
     "Layer-wise latency table of NB201 networks: LUT(a) = c0 + sum over the 6 edges of the edge cost of the edge's op."
     def __init__(self,
-                 edge_ms: pd.Series | dict,  # edge cost w(o) in ms per op of OPS (the op on one edge of all 15 cells); NaN = unknown
+                 # edge cost w(o) in ms per op of OPS (the op on one edge of all 15 cells); NaN = unknown
+                 edge_ms: pd.Series | dict,
                  const_ms: float = 0.0,  # c0, ms of everything outside the cells (stem, reductions, head)
                  n_probes: int = 0,  # target measurements the table cost
                  stage_ms: pd.DataFrame | None = None,  # op x stage table t(o, s) it was folded from, if any
                  source: str = 'given'):  # how it was made, for the repr
         w = pd.Series(edge_ms, dtype=float)
-        if set(w.index) - set(OPS): raise LUTError(f"edge costs for {sorted(set(w.index) - set(OPS))}: not NB201 ops {list(OPS)}")
+        if set(w.index) - set(OPS):
+            raise LUTError(f"edge costs for {sorted(set(w.index) - set(OPS))}: not NB201 ops {list(OPS)}")
         if not np.isfinite(const_ms): raise LUTError(f"const_ms must be finite, got {const_ms}")
         if n_probes < 0: raise LUTError(f"n_probes counts target measurements, must be >= 0, got {n_probes}")
         self.edge_ms, self.const_ms = w.reindex(OPS).rename('edge_ms'), float(const_ms)
@@ -109,16 +118,19 @@ class LayerwiseLUT:
         ids = op_ids(archs)  # (n, 6) op id per edge
         w = self.edge_ms.to_numpy()  # (5,)
         lacking = [OPS[o] for o in np.unique(ids) if np.isnan(w[o])]
-        if lacking: raise UnknownOpError(f"the table ({self.source}) has no latency for {lacking}, which these cells use; "
-                                         "profile those ops too, or build the table from probes")
+        if lacking:
+            raise UnknownOpError(f"the table ({self.source}) has no latency for {lacking}, which these cells use; "
+                                 "profile those ops too, or build the table from probes")
         return self.const_ms + w[ids].sum(axis=1)  # (n,) c0 + sum_e w(o_e)
 
     @classmethod
-    def from_op_latencies(cls, table: pd.DataFrame,  # t(o, s): ms of one op instance per stage (rows: ops, 3 stage columns)
+    def from_op_latencies(cls,
+                          table: pd.DataFrame,  # t(o, s): ms of one op instance per stage (rows: ops, 3 stage columns)
                           const_ms: float = 0.0,  # c0, ms outside the cells (profile stem, reductions and head too)
                           cells_per_stage: int = N_CELLS):  # N
         "A table from measured per-op latencies (a profiler's op x stage table); costs no cell measurement."
-        return cls(edge_cost(table, cells_per_stage), const_ms, n_probes=0, stage_ms=table.copy(), source='op latencies')
+        return cls(edge_cost(table, cells_per_stage), const_ms, n_probes=0, stage_ms=table.copy(),
+                   source='op latencies')
 
     @classmethod
     def from_probes(cls, probes: pd.Series,  # target latency (ms) by arch index; must cover `archs`
@@ -131,14 +143,16 @@ class LayerwiseLUT:
     @classmethod
     def fit(cls, archs: ArchLike | Sequence[ArchLike],  # measured cells
             ms: Sequence[float],  # their latencies, ms
-            n_probes: int | None = None):  # target measurements among them: default len(ms); 0 if they come from training devices
+            # target measurements among them: default len(ms); 0 if they come from training devices
+            n_probes: int | None = None):
         "A table least-squares fitted to whole-network latencies of any cells (>= 5 with independent op counts)."
         const, w = solve_edge_costs(archs, ms)
         return cls(w, const, n_probes=len(np.atleast_1d(ms)) if n_probes is None else n_probes, source='fit')
 
     def __repr__(self) -> str:
         costs = ', '.join(f'{o}={v:.3g}' for o, v in self.edge_ms.items())
-        return f"LayerwiseLUT({self.source}, n_probes={self.n_probes}, const_ms={self.const_ms:.3g} ms, edge_ms: {costs})"
+        return (f"LayerwiseLUT({self.source}, n_probes={self.n_probes}, const_ms={self.const_ms:.3g} ms, "
+                f"edge_ms: {costs})")
 
 # %% ../nbs/60_lut.ipynb #e183dc4a
 FLOOR_SHARE: float = 0.5  # a probe-table prediction is never below this share of the cheapest probe's latency
@@ -148,7 +162,8 @@ class ProbeTable:
     def __init__(self,
                  lut: LayerwiseLUT,  # the table
                  floor_ms: float = 0.0):  # the smallest latency it predicts, ms
-        if not (np.isfinite(floor_ms) and floor_ms >= 0): raise LUTError(f"floor_ms must be finite and >= 0 ms, got {floor_ms}")
+        if not (np.isfinite(floor_ms) and floor_ms >= 0):
+            raise LUTError(f"floor_ms must be finite and >= 0 ms, got {floor_ms}")
         self.lut, self.floor_ms = lut, float(floor_ms)
 
     @classmethod
@@ -170,7 +185,8 @@ class ProbeTable:
     @classmethod
     def from_dict(cls, d: dict):
         "The table back from `to_dict`."
-        return cls(LayerwiseLUT(d["edge_ms"], d["const_ms"], n_probes=len(PROBES), source="saved"), float(d["floor_ms"]))
+        return cls(LayerwiseLUT(d["edge_ms"], d["const_ms"], n_probes=len(PROBES), source="saved"),
+                   float(d["floor_ms"]))
 
     def __repr__(self) -> str: return f"ProbeTable(floor_ms={self.floor_ms:.3g}, {self.lut!r})"
 
@@ -179,7 +195,8 @@ def _groups(refs: Sequence[int], neigh: Sequence[np.ndarray]) -> tuple[np.ndarra
     "Long form of neighbourhoods: (group id, arch index) for every member, reference first, neighbours after."
     refs = arch_indices(refs)
     if len(refs) != len(neigh):
-        raise LUTError(f"{len(refs)} references but {len(neigh)} neighbourhoods; give one neighbour array per reference")
+        raise LUTError(f"{len(refs)} references but {len(neigh)} neighbourhoods; "
+                       "give one neighbour array per reference")
     members = [np.r_[r, np.setdiff1d(arch_indices(n) if len(n) else [], [r])] for r, n in zip(refs, neigh)]
     group = np.repeat(np.arange(len(refs)), [len(m) for m in members])
     return group, np.concatenate(members).astype(np.int64) if members else np.zeros(0, np.int64)
@@ -214,8 +231,9 @@ def virtual_labels(refs: pd.Series,  # measured target latency l_r (ms) by refer
     "Virtual target latencies (ms) of the neighbours of measured references, by arch index (overlaps averaged)."
     if form not in ('additive', 'ratio'): raise LUTError(f"form must be 'additive' or 'ratio', got {form!r}")
     if center not in ('mean', 'ref'): raise LUTError(f"center must be 'mean' or 'ref', got {center!r}")
-    if refs.index.duplicated().any(): raise LUTError(f"refs repeats arch indices {sorted(set(refs.index[refs.index.duplicated()]))}; "
-                                                     "average repeated measurements first")
+    if refs.index.duplicated().any():
+        raise LUTError(f"refs repeats arch indices {sorted(set(refs.index[refs.index.duplicated()]))}; "
+                       "average repeated measurements first")
     l_r, ref_idx = _check_ms(refs, "reference latencies"), arch_indices(refs.index)  # (R,), (R,)
     g, a = _groups(ref_idx, neigh)  # (m,) group id and arch index of every member, reference first
     lut_a = lut.predict(a) if lut is not None else np.zeros(len(a))  # (m,) LUT(a) of every member

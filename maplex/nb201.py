@@ -41,7 +41,8 @@ def _checked_ops(ops: Sequence[str]) -> tuple[str, ...]:
     if len(ops) != len(EDGES): raise ArchError(f"expected {len(EDGES)} ops (one per edge), got {len(ops)}: {ops!r}")
     for k, op in enumerate(ops):
         if op not in OPS:
-            raise ArchError(f"unknown op {op!r} on edge {k} ({EDGES[k][0]}<-{EDGES[k][1]}); known ops: {', '.join(OPS)}")
+            raise ArchError(f"unknown op {op!r} on edge {k} ({EDGES[k][0]}<-{EDGES[k][1]}); "
+                            f"known ops: {', '.join(OPS)}")
     return ops
 
 # %% ../nbs/00_nb201.ipynb #16c67f2e
@@ -58,8 +59,9 @@ def draw_cell(ops: Sequence[str],  # 6 op names in `EDGES` order, e.g. `parse_ar
         ax.annotate(str(n), (2 * n, 0), ha='center', va='center', size=11, bbox=dict(boxstyle='circle', fc='w'))
     for (j, i), op in zip(EDGES, ops):
         rad = {1: 0.0, 2: -0.4, 3: 0.3}[j - i]  # neighbours straight, skip-one edges above, the 0->3 edge below
-        ax.annotate('', (2 * j, 0), (2 * i, 0), arrowprops=dict(arrowstyle='-|>', color=_OP_COLORS[op], lw=2, shrinkA=10,
-                    shrinkB=10, ls='--' if op == 'none' else '-', connectionstyle=f'arc3,rad={rad}'))
+        ax.annotate('', (2 * j, 0), (2 * i, 0),
+                    arrowprops=dict(arrowstyle='-|>', color=_OP_COLORS[op], lw=2, shrinkA=10, shrinkB=10,
+                                    ls='--' if op == 'none' else '-', connectionstyle=f'arc3,rad={rad}'))
         y = 0.18 if rad == 0 else -rad * (j - i)  # label just above a straight edge, at the top of an arc
         ax.text(i + j, y, op, ha='center', va='center', size=7, bbox=dict(fc='w', ec='none', pad=0.5))
     ax.set_xlim(-0.5, 6.5); ax.set_ylim(-1.2, 1.5); ax.set_aspect('equal'); ax.axis('off')
@@ -70,7 +72,8 @@ C_STEM: int = 16  # channels of stage 1 (NB201's C)
 N_CELLS: int = 5  # cells per stage (NB201's N)
 IMAGE_SIZE: int = 32  # CIFAR input side
 NUM_CLASSES: int = 10  # CIFAR-10 head
-STAGES: tuple[tuple[int, int], ...] = tuple((C_STEM * 2**s, IMAGE_SIZE // 2**s) for s in range(3))  # (channels, map side)
+# (channels, map side)
+STAGES: tuple[tuple[int, int], ...] = tuple((C_STEM * 2**s, IMAGE_SIZE // 2**s) for s in range(3))
 
 # %% ../nbs/00_nb201.ipynb #1cdcb6bb
 def format_arch(ops: Sequence[str]  # 6 op names in `EDGES` order
@@ -92,7 +95,8 @@ def _parse_group(group: str,  # one '+'-separated piece, e.g. '|none~0|skip_conn
         raise ArchError(f"node {node} group {group!r} must start and end with '|' (format {ARCH_FORMAT})")
     tokens = group[1:-1].split('|')
     if len(tokens) != node:
-        raise ArchError(f"node {node} needs {node} incoming edge(s), got {len(tokens)} in {group!r} (format {ARCH_FORMAT})")
+        raise ArchError(f"node {node} needs {node} incoming edge(s), got {len(tokens)} in {group!r} "
+                        f"(format {ARCH_FORMAT})")
     ops = []
     for i, tok in enumerate(tokens):
         m = re.fullmatch(r'([^~|+]*)~(\d+)', tok)
@@ -164,8 +168,9 @@ def arch_index(s: str  # an NB201 arch string
     return _index_of()[format_arch(parse_arch(s))]  # parse_arch raises an ArchError naming the bad part
 
 # %% ../nbs/00_nb201.ipynb #12a45431
-def arch_indices(archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int indices (a mix is fine), or a single one
-                ) -> np.ndarray:
+def arch_indices(
+    archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int indices (a mix is fine), or a single one
+) -> np.ndarray:
     "Official NB201 indices (int64) of many architectures, validated."
     if isinstance(archs, (str, int, np.integer)): archs = [archs]
     if isinstance(archs, (pd.Series, pd.Index)): archs = archs.to_numpy()
@@ -205,7 +210,8 @@ def op_counts(archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int in
 # %% ../nbs/00_nb201.ipynb #fe9e71ac
 def _conv(name: str, c_in: int, c_out: int, k: int, side: int, bn: bool = True) -> dict:
     "Cost row of one bias-free conv (+ BN) with a `side` x `side` output."
-    return dict(layer=name, macs=k * k * c_in * c_out * side * side, params=k * k * c_in * c_out + (2 * c_out if bn else 0))
+    return dict(layer=name, macs=k * k * c_in * c_out * side * side,
+                params=k * k * c_in * c_out + (2 * c_out if bn else 0))
 
 # %% ../nbs/00_nb201.ipynb #a820b5df
 def skeleton_layers() -> pd.DataFrame:
@@ -218,7 +224,8 @@ def skeleton_layers() -> pd.DataFrame:
                  _conv(f'reduction {s} shortcut avgpool2 + conv1x1', c_in, c, 1, side, bn=False)]
     c_last = STAGES[-1][0]
     rows += [dict(layer='head BN', macs=0, params=2 * c_last),
-             dict(layer='head linear', macs=c_last * NUM_CLASSES + NUM_CLASSES, params=c_last * NUM_CLASSES + NUM_CLASSES)]
+             dict(layer='head linear', macs=c_last * NUM_CLASSES + NUM_CLASSES,
+                  params=c_last * NUM_CLASSES + NUM_CLASSES)]
     return pd.DataFrame(rows).set_index('layer')
 
 # %% ../nbs/00_nb201.ipynb #0fa18f2b
@@ -274,7 +281,8 @@ def _cost_table() -> pd.DataFrame:
     flops, n_params = flops_params(idx)
     flops_p, params_p = flops_params(idx, pruned=True)
     return pd.DataFrame({'arch_str': _arch_strs(), 'flops_m': flops, 'params_m': n_params,
-                         'zero_output': ~live_edges(idx).any(1), 'flops_pruned_m': flops_p, 'params_pruned_m': params_p},
+                         'zero_output': ~live_edges(idx).any(1),
+                         'flops_pruned_m': flops_p, 'params_pruned_m': params_p},
                         index=pd.Index(idx, name='arch_index'))
 
 # %% ../nbs/00_nb201.ipynb #bd2f7466

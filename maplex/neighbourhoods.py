@@ -35,16 +35,19 @@ def latency_matrix(train_ms: LatencyTable | pd.DataFrame | np.ndarray,  # traini
     if isinstance(train_ms, LatencyTable): train_ms = train_ms.ms
     names = None
     if isinstance(train_ms, pd.DataFrame):
-        if index is not None: raise NeighbourhoodError("`index` is only for plain arrays; a table carries its own arch index")
+        if index is not None:
+            raise NeighbourhoodError("`index` is only for plain arrays; a table carries its own arch index")
         names, index, train_ms = [str(c) for c in train_ms.columns], train_ms.index.to_numpy(), train_ms.to_numpy()
     try: lat = np.asarray(train_ms, dtype=np.float64)
     except (TypeError, ValueError): raise NeighbourhoodError("training latencies must be numbers (ms)") from None
-    if lat.ndim != 2: raise NeighbourhoodError(f"training latencies must be 2-D (archs x devices), got shape {lat.shape}")
+    if lat.ndim != 2:
+        raise NeighbourhoodError(f"training latencies must be 2-D (archs x devices), got shape {lat.shape}")
     if lat.shape[1] == 0: raise NeighbourhoodError("no training devices: pass at least one device column")
     if lat.shape[0] == 0: raise NeighbourhoodError("no architectures in the training table")
     idx = np.arange(len(lat)) if index is None else np.asarray(index)
     if idx.shape != (len(lat),) or idx.dtype.kind not in 'iu':
-        raise NeighbourhoodError(f"`index` must hold one int arch index per row ({len(lat)}), got {idx.dtype} of shape {idx.shape}")
+        raise NeighbourhoodError(f"`index` must hold one int arch index per row ({len(lat)}), "
+                                 f"got {idx.dtype} of shape {idx.shape}")
     if len(np.unique(idx)) != len(idx): raise NeighbourhoodError("duplicate arch indices in the training table")
     _check_latencies(lat, idx, names)
     return lat, idx.astype(np.int64), names
@@ -52,11 +55,13 @@ def latency_matrix(train_ms: LatencyTable | pd.DataFrame | np.ndarray,  # traini
 # %% ../nbs/50_neighbourhoods.ipynb #537ee807
 def _check_latencies(lat: np.ndarray, idx: np.ndarray, names: list[str] | None):
     "Raise a `NeighbourhoodError` naming the devices with NaN, infinite or non-positive latencies."
-    for what, bad in (('missing (NaN) or infinite', ~np.isfinite(lat)), ('zero or negative', np.isfinite(lat) & (lat <= 0))):
+    for what, bad in (('missing (NaN) or infinite', ~np.isfinite(lat)),
+                      ('zero or negative', np.isfinite(lat) & (lat <= 0))):
         if bad.any():
             cols = np.flatnonzero(bad.any(0))
             devs = [names[c] if names else f'column {c}' for c in cols]
-            raise NeighbourhoodError(f"{bad.sum()} {what} latencies on {', '.join(devs)} (e.g. arch {idx[bad.any(1)][0]}); "
+            raise NeighbourhoodError(f"{bad.sum()} {what} latencies on {', '.join(devs)} "
+                                     f"(e.g. arch {idx[bad.any(1)][0]}); "
                                      "relative deviations need positive ms: drop those archs or devices first")
 
 # %% ../nbs/50_neighbourhoods.ipynb #18cbb5f0
@@ -67,7 +72,8 @@ def device_weights(weights: Sequence[float] | pd.Series | None,  # one weight pe
     "Non-negative device weights summing to 1, float64 (n_dev,)."
     if weights is None: return np.full(n_dev, 1 / n_dev)
     if isinstance(weights, pd.Series):
-        if names is None: raise NeighbourhoodError("weights as a Series need a table with device names; pass an array instead")
+        if names is None:
+            raise NeighbourhoodError("weights as a Series need a table with device names; pass an array instead")
         missing = sorted(set(names) - set(map(str, weights.index)))
         if missing: raise NeighbourhoodError(f"no weight for training device(s) {missing}; give one per device")
         weights = weights.rename(index=str)[names].to_numpy()
@@ -116,7 +122,8 @@ def _as_arch_ids(archs, what: str) -> np.ndarray:
     a = np.asarray(archs).ravel()
     if a.size == 0: return np.zeros(0, np.int64)
     if a.dtype.kind in 'OU': a = nb201.arch_indices(list(a))
-    if a.dtype.kind not in 'iu': raise NeighbourhoodError(f"{what} must be int arch indices or arch strings, got {a.dtype}")
+    if a.dtype.kind not in 'iu':
+        raise NeighbourhoodError(f"{what} must be int arch indices or arch strings, got {a.dtype}")
     return a.astype(np.int64)
 
 def table_positions(idx: np.ndarray,  # arch index of each table row
@@ -129,8 +136,8 @@ def table_positions(idx: np.ndarray,  # arch index of each table row
     pos = order[np.searchsorted(idx, a, sorter=order).clip(0, len(idx) - 1)]
     missing = a[idx[pos] != a]
     if len(missing):
-        raise NeighbourhoodError(f"{len(missing)} {what} not in the training table (e.g. {missing[:5].tolist()}): use archs "
-                                 "measured on every training device (in the protocols, the pool 0..899)")
+        raise NeighbourhoodError(f"{len(missing)} {what} not in the training table (e.g. {missing[:5].tolist()}): "
+                                 "use archs measured on every training device (in the protocols, the pool 0..899)")
     return pos
 
 # %% ../nbs/50_neighbourhoods.ipynb #ec6d3ee5
@@ -148,7 +155,8 @@ def allowed_pairs(zero_ref: np.ndarray,  # zero-output flag of each reference, (
                   mode: str = 'exclude'  # 'exclude', 'separate' or 'mix', see `ZERO_OUTPUT_MODES`
                  ) -> np.ndarray:
     "Which (reference, candidate) pairs may be neighbours given zero-output cells, bool (R, N)."
-    if mode not in ZERO_OUTPUT_MODES: raise NeighbourhoodError(f"unknown zero_output {mode!r}; choose one of {ZERO_OUTPUT_MODES}")
+    if mode not in ZERO_OUTPUT_MODES:
+        raise NeighbourhoodError(f"unknown zero_output {mode!r}; choose one of {ZERO_OUTPUT_MODES}")
     zr, zc = zero_ref[:, None], zero_cand[None, :]  # (R, 1), (1, N)
     if mode == 'mix': return np.ones((len(zero_ref), len(zero_cand)), bool)
     if mode == 'separate': return zr == zc  # zero-output refs get only zero-output neighbours and vice versa
@@ -175,7 +183,8 @@ def _closest(c: np.ndarray,  # combined deviations, inf where not a neighbour, (
 # %% ../nbs/50_neighbourhoods.ipynb #adcbec23
 def _check_params(bound, max_size, combine, zero_output, q, chunk_mb):
     "Raise a `NeighbourhoodError` for a bad search setting, before any work is done."
-    if not bound > 0: raise NeighbourhoodError(f"bound must be a relative deviation > 0 (e.g. 0.05 for 5 %), got {bound}")
+    if not bound > 0:
+        raise NeighbourhoodError(f"bound must be a relative deviation > 0 (e.g. 0.05 for 5 %), got {bound}")
     if isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size < 1:
         raise NeighbourhoodError(f"max_size must be an int >= 1 (neighbours kept per reference), got {max_size!r}")
     if combine not in COMBINES: raise NeighbourhoodError(f"unknown combine {combine!r}; choose one of {COMBINES}")
@@ -209,18 +218,19 @@ def _search(train_ms, refs, bound, combine, max_size, candidates, weights, q, ze
     return nbrs, devs
 
 # %% ../nbs/50_neighbourhoods.ipynb #b27178dd
-def neighbourhoods(train_ms: LatencyTable | pd.DataFrame | np.ndarray,  # training latencies (ms), archs x devices
-                   refs,  # reference arch indices a_r (or arch strings); each must be a row of `train_ms`
-                   bound: float = 0.05,  # largest combined relative deviation |l_a / l_r - 1| of a neighbour
-                   combine: str = 'mean',  # fold devices: 'all' (within bound on every device), 'mean', 'median', 'quantile'
-                   max_size: int = 10,  # keep at most this many neighbours per reference, closest first
-                   candidates=None,  # arch indices neighbours may come from (e.g. the pool 0..899); None = every row
-                   weights: Sequence[float] | pd.Series | None = None,  # per training device (e.g. spec weights); None = equal
-                   q: float = 0.8,  # for combine='quantile': share of device weight that must be within the bound
-                   zero_output: str = 'exclude',  # zero-output cells: 'exclude', 'separate' or 'mix', see `ZERO_OUTPUT_MODES`
-                   index: Sequence[int] | None = None,  # arch index of each row when `train_ms` is a plain array
-                   chunk_mb: float = 64.0  # memory for one chunk of the (refs x candidates x devices) array
-                  ) -> list[np.ndarray]:
+def neighbourhoods(
+    train_ms: LatencyTable | pd.DataFrame | np.ndarray,  # training latencies (ms), archs x devices
+    refs,  # reference arch indices a_r (or arch strings); each must be a row of `train_ms`
+    bound: float = 0.05,  # largest combined relative deviation |l_a / l_r - 1| of a neighbour
+    combine: str = 'mean',  # fold devices: 'all' (within bound on every device), 'mean', 'median', 'quantile'
+    max_size: int = 10,  # keep at most this many neighbours per reference, closest first
+    candidates=None,  # arch indices neighbours may come from (e.g. the pool 0..899); None = every row
+    weights: Sequence[float] | pd.Series | None = None,  # per training device (e.g. spec weights); None = equal
+    q: float = 0.8,  # for combine='quantile': share of device weight that must be within the bound
+    zero_output: str = 'exclude',  # zero-output cells: 'exclude', 'separate' or 'mix', see `ZERO_OUTPUT_MODES`
+    index: Sequence[int] | None = None,  # arch index of each row when `train_ms` is a plain array
+    chunk_mb: float = 64.0  # memory for one chunk of the (refs x candidates x devices) array
+) -> list[np.ndarray]:
     "Latency neighbourhood A_r of each reference: int64 arch indices, closest first, the reference itself excluded."
     return _search(train_ms, refs, bound, combine, max_size, candidates, weights, q, zero_output, index, chunk_mb)[0]
 
@@ -229,7 +239,8 @@ def neighbour_frame(train_ms, refs, **kwargs  # refs and any other argument of `
                    ) -> pd.DataFrame:
     "All neighbourhoods as one long table: ref, neighbour, rank (0 = closest) and combined deviation."
     refs = _as_arch_ids(refs, 'refs')
-    defaults = {k: p.default for k, p in inspect.signature(neighbourhoods).parameters.items() if p.default is not p.empty}
+    defaults = {k: p.default for k, p in inspect.signature(neighbourhoods).parameters.items()
+                if p.default is not p.empty}
     nbrs, devs = _search(train_ms, refs, **{**defaults, **kwargs})
     sizes = [len(n) for n in nbrs]
     return pd.DataFrame({'ref': np.repeat(refs, sizes), 'neighbour': np.concatenate([np.zeros(0, np.int64), *nbrs]),
@@ -237,14 +248,15 @@ def neighbour_frame(train_ms, refs, **kwargs  # refs and any other argument of `
                          'deviation': np.concatenate([np.zeros(0), *devs])})
 
 # %% ../nbs/50_neighbourhoods.ipynb #eb8c3cc3
-def holdout_agreement(train_ms,  # training latencies, as for `neighbourhoods`
-                      held_ms: pd.Series,  # latency (ms) on a device the search did not see, by arch index
-                      refs,  # distinct reference arch indices
-                      bounds: Sequence[float] = (0.01, 0.02, 0.03, 0.05, 0.1),  # bounds to tabulate
-                      max_sizes: Sequence[int] = (5, 10, 20),  # size caps to tabulate
-                      tols: Sequence[float] = (0.05, 0.10),  # a neighbour agrees if |l_a / l_r - 1| <= tol on the held device
-                      **kwargs  # any other argument of `neighbourhoods` (combine, candidates, weights, ...)
-                     ) -> pd.DataFrame:
+def holdout_agreement(
+    train_ms,  # training latencies, as for `neighbourhoods`
+    held_ms: pd.Series,  # latency (ms) on a device the search did not see, by arch index
+    refs,  # distinct reference arch indices
+    bounds: Sequence[float] = (0.01, 0.02, 0.03, 0.05, 0.1),  # bounds to tabulate
+    max_sizes: Sequence[int] = (5, 10, 20),  # size caps to tabulate
+    tols: Sequence[float] = (0.05, 0.10),  # a neighbour agrees if |l_a / l_r - 1| <= tol on the held device
+    **kwargs  # any other argument of `neighbourhoods` (combine, candidates, weights, ...)
+) -> pd.DataFrame:
     "Per bound and size cap: neighbourhood sizes and the share of neighbours within each tol of the ref on `held_ms`."
     refs = np.unique(_as_arch_ids(refs, 'refs'))
     if len(refs) == 0: raise NeighbourhoodError("no references to score: pass at least one arch index")

@@ -91,7 +91,8 @@ class Cell(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
         for j in (1, 2, 3):
-            nodes.append(functools.reduce(operator.add, (self.edges[k](nodes[i]) for k, (to, i) in enumerate(EDGES) if to == j)))
+            nodes.append(functools.reduce(operator.add,
+                                          (self.edges[k](nodes[i]) for k, (to, i) in enumerate(EDGES) if to == j)))
         return nodes[3]
 
 # %% ../nbs/90_profile.ipynb #965b6dbd
@@ -206,10 +207,12 @@ def _emit(g: _Graph, m: nn.Module, x: str) -> str:
         return g.node('AveragePool', [x], kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
                       count_include_pad=int(m.count_include_pad))
     if isinstance(m, Zero): return g.node('Mul', [x, g.weight(np.zeros((), np.float32))])
-    simple = {nn.ReLU: 'Relu', nn.Identity: 'Identity', nn.AdaptiveAvgPool2d: 'GlobalAveragePool', nn.Flatten: 'Flatten'}
+    simple = {nn.ReLU: 'Relu', nn.Identity: 'Identity', nn.AdaptiveAvgPool2d: 'GlobalAveragePool',
+              nn.Flatten: 'Flatten'}
     if type(m) in simple: return g.node(simple[type(m)], [x])
     if isinstance(m, nn.Linear): return g.node('Gemm', [x, g.weight(m.weight), g.weight(m.bias)], transB=1)
-    raise ProfileError(f"to_onnx cannot translate a {type(m).__name__}; it knows the NB201 modules of this notebook only")
+    raise ProfileError(f"to_onnx cannot translate a {type(m).__name__}; "
+                       "it knows the NB201 modules of this notebook only")
 
 # %% ../nbs/90_profile.ipynb #2c3a64e8
 ONNX_OPSET = 17  # operator-set version of the graphs `to_onnx` writes
@@ -218,7 +221,8 @@ def to_onnx(model: nn.Module,  # an eval-mode NB201 network, cell op or skeleton
             input_shape: Sequence[int] = INPUT_SHAPE  # one sample, without the batch dimension
            ) -> bytes:
     "The serialised ONNX model of `model`, with a free batch dimension, written directly from the module tree."
-    if model.training: raise ProfileError("to_onnx needs an eval-mode model (BatchNorm uses running statistics): call .eval()")
+    if model.training:
+        raise ProfileError("to_onnx needs an eval-mode model (BatchNorm uses running statistics): call .eval()")
     g = _Graph()
     out = _emit(g, model, 'x')
     h, f32 = g.onnx.helper, g.onnx.TensorProto.FLOAT
@@ -317,9 +321,11 @@ def parse_setting(text: str  # 'RUNTIME-tTHREADS-bBATCH', e.g. 'torch-t1-b1' or 
     if isinstance(text, Setting): return text
     m = re.fullmatch(r'([a-z]+)-t(\d+)-b(\d+)', str(text).strip().lower())
     if m is None:
-        raise ProfileError(f"setting {text!r} is not of the form RUNTIME-tTHREADS-bBATCH, e.g. 'torch-t1-b1' or 'ort-t2-b8'")
+        raise ProfileError(f"setting {text!r} is not of the form RUNTIME-tTHREADS-bBATCH, "
+                           "e.g. 'torch-t1-b1' or 'ort-t2-b8'")
     runtime = RUNTIME_ALIASES.get(m[1], m[1])
-    if runtime not in RUNTIMES: raise ProfileError(f"unknown runtime {m[1]!r} in {text!r}; known: {', '.join(RUNTIMES)}")
+    if runtime not in RUNTIMES:
+        raise ProfileError(f"unknown runtime {m[1]!r} in {text!r}; known: {', '.join(RUNTIMES)}")
     threads, batch = int(m[2]), int(m[3])
     if threads < 1 or batch < 1: raise ProfileError(f"threads and batch must be >= 1 in {text!r}")
     if threads > (ncpu := len(os.sched_getaffinity(0))):
@@ -367,17 +373,20 @@ def cpu_specs(cpuinfo: str | None = None,  # /proc/cpuinfo text (read if None)
     "CPU model, logical CPUs, cores, max clock (GHz) and where the clock came from, as far as the OS tells."
     cpuinfo = _read('/proc/cpuinfo') if cpuinfo is None else cpuinfo
     if lscpu is None:
-        try: lscpu = subprocess.run(['lscpu'], capture_output=True, text=True, timeout=10, env={**os.environ, 'LC_ALL': 'C'}).stdout
+        try: lscpu = subprocess.run(['lscpu'], capture_output=True, text=True, timeout=10,
+                                    env={**os.environ, 'LC_ALL': 'C'}).stdout
         except (OSError, subprocess.SubprocessError): lscpu = ''
     if cpufreq_khz is None: cpufreq_khz = _read('/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq')
     ci, ls = _kv(cpuinfo), _kv(lscpu)
     logical = int(ls.get('CPU(s)') or cpuinfo.count('processor\t:') or os.cpu_count() or 0) or None
     per_socket, sockets = ls.get('Core(s) per socket'), ls.get('Socket(s)')
-    cores = int(per_socket) * int(sockets) if per_socket and sockets else (int(ci['cpu cores']) if 'cpu cores' in ci else logical)
+    cores = (int(per_socket) * int(sockets) if per_socket and sockets
+             else (int(ci['cpu cores']) if 'cpu cores' in ci else logical))
     clock, source = np.nan, 'unknown (the OS does not tell)'
     if cpufreq_khz.strip(): clock, source = float(cpufreq_khz) / 1e6, 'cpufreq cpuinfo_max_freq'
     elif ls.get('CPU max MHz'): clock, source = float(ls['CPU max MHz']) / 1e3, 'lscpu CPU max MHz'
-    elif ci.get('cpu MHz'): clock, source = float(ci['cpu MHz']) / 1e3, '/proc/cpuinfo cpu MHz (no cpufreq: current/nominal clock)'
+    elif ci.get('cpu MHz'):
+        clock, source = float(ci['cpu MHz']) / 1e3, '/proc/cpuinfo cpu MHz (no cpufreq: current/nominal clock)'
     return dict(cpu_model=ls.get('Model name') or ci.get('model name', 'unknown'), logical_cpus=logical, cores=cores,
                 max_clock_ghz=round(clock, 3), clock_source=source, hypervisor=ls.get('Hypervisor vendor', ''),
                 threads_per_core=int(ls['Thread(s) per core']) if ls.get('Thread(s) per core') else None)
@@ -390,11 +399,12 @@ def _version(package: str) -> str:
 
 def detect_environment() -> dict:
     "What a benchmark result depends on: CPU specs, OS, library versions, threads and load (no host name)."
-    return dict(**cpu_specs(), usable_cpus=len(os.sched_getaffinity(0)), os=platform.system(), kernel=platform.release(),
-                python=platform.python_version(), torch=torch.__version__, numpy=np.__version__,
-                onnxruntime=_version('onnxruntime'), onnx=_version('onnx'), maplex=_version('maplex'),
-                torch_threads_default=torch.get_num_threads(), mkldnn=bool(torch.backends.mkldnn.is_available()),
-                loadavg_1m=round(os.getloadavg()[0], 2), started_utc=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+    return dict(**cpu_specs(), usable_cpus=len(os.sched_getaffinity(0)), os=platform.system(),
+                kernel=platform.release(), python=platform.python_version(), torch=torch.__version__,
+                numpy=np.__version__, onnxruntime=_version('onnxruntime'), onnx=_version('onnx'),
+                maplex=_version('maplex'), torch_threads_default=torch.get_num_threads(),
+                mkldnn=bool(torch.backends.mkldnn.is_available()), loadavg_1m=round(os.getloadavg()[0], 2),
+                started_utc=datetime.now(timezone.utc).isoformat(timespec='seconds'))
 
 # %% ../nbs/90_profile.ipynb #09099037
 def op_latencies(setting: Setting,  # runtime, threads, batch
@@ -402,17 +412,20 @@ def op_latencies(setting: Setting,  # runtime, threads, batch
                  number: int = 20,  # calls per timed run: single ops take microseconds
                  seed: int = 0  # weights and inputs
                 ) -> pd.DataFrame:
-    "Per-op latency at the three stage shapes (the layer-wise LUT) plus the skeleton: rows (op, stage) with timing stats."
+    "Per-op latency at the three stage shapes (the layer-wise LUT) and the skeleton: rows (op, stage), timing stats."
+
     rows = []
     for (c, side), stage in zip(STAGES, STAGE_NAMES):
         x = make_input((setting.batch, c, side, side), seed)
         for op in OPS:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed); module = make_op(op, c).eval()
-            rows.append(dict(op=op, stage=stage, **measure(setting.runtime, module, x, setting.threads, warmup, repeats, number)))
+            rows.append(dict(op=op, stage=stage,
+                             **measure(setting.runtime, module, x, setting.threads, warmup, repeats, number)))
     skeleton = build_net(None, seed)  # stem, reductions and head: the LUT's constant
     x = make_input((setting.batch, *INPUT_SHAPE), seed)
-    rows.append(dict(op='skeleton', stage='', **measure(setting.runtime, skeleton, x, setting.threads, warmup, repeats)))
+    rows.append(dict(op='skeleton', stage='',
+                     **measure(setting.runtime, skeleton, x, setting.threads, warmup, repeats)))
     return pd.DataFrame(rows)
 
 # %% ../nbs/90_profile.ipynb #992972e5
@@ -427,10 +440,12 @@ def lut_from_ops(ops: pd.DataFrame  # `op_latencies` rows of ONE setting (op, st
     return LayerwiseLUT.from_op_latencies(cells[list(STAGE_NAMES)].reindex(OPS), const_ms=const)
 
 # %% ../nbs/90_profile.ipynb #f319af7e
-def probe_latencies(setting: Setting,  # runtime, threads, batch
-                    probes: Sequence[int] = PROBES,  # the declared probe cells (maplex.descriptors)
-                    warmup: int = 2, repeats: int = 21,  # more repeats than the bulk: these few cells describe the device
-                    seed: int = 0) -> pd.DataFrame:
+def probe_latencies(
+    setting: Setting,  # runtime, threads, batch
+    probes: Sequence[int] = PROBES,  # the declared probe cells (maplex.descriptors)
+    warmup: int = 2, repeats: int = 21,  # more repeats than the bulk: these few cells describe the device
+    seed: int = 0
+) -> pd.DataFrame:
     "Latency of the declared probe architectures under one setting: rows arch_index with timing stats."
     x = make_input((setting.batch, *INPUT_SHAPE), seed)
     return pd.DataFrame([dict(arch_index=int(a), **measure(setting.runtime, build_net(int(a), seed), x, setting.threads,
@@ -450,19 +465,23 @@ def perf_stat(fn: Callable[[], object],  # the work to count, e.g. one forward p
               settle_s: float = 0.3  # seconds to let perf attach before the counted calls
              ) -> str:
     "`perf stat -x,` output for `number` calls of `fn`, counting this process only while they run."
-    if shutil.which('perf') is None: raise PerfUnavailableError("perf is not installed (Debian: apt-get install linux-perf)")
+    if shutil.which('perf') is None:
+        raise PerfUnavailableError("perf is not installed (Debian: apt-get install linux-perf)")
     for _ in range(warmup): fn()
     cmd = ['perf', 'stat', '-x,', '-e', ','.join(events), '-p', str(os.getpid())]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, 'LC_ALL': 'C'})
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, 'LC_ALL': 'C'})
     try:
         time.sleep(settle_s)
-        if proc.poll() is not None: raise PerfUnavailableError(f"perf stat exited at once: {proc.stderr.read().strip()[:300]}")
+        if proc.poll() is not None:
+            raise PerfUnavailableError(f"perf stat exited at once: {proc.stderr.read().strip()[:300]}")
         for _ in range(number): fn()
         proc.send_signal(signal.SIGINT)
         err = proc.communicate(timeout=30)[1]
     finally:
         if proc.poll() is None: proc.kill(); proc.wait()
-    if not any(e in err for e in events): raise PerfUnavailableError(f"perf stat printed no counts: {err.strip()[:300]}")
+    if not any(e in err for e in events):
+        raise PerfUnavailableError(f"perf stat printed no counts: {err.strip()[:300]}")
     return err
 
 # %% ../nbs/90_profile.ipynb #c8f129bb
@@ -493,7 +512,8 @@ def perf_counters(setting: Setting,  # runtime, threads, batch
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/90_profile.ipynb #0884c43a
-LATENCY_FILE = 'latency_ms.csv.gz'  # wide: arch_index, arch_str, one column of median ms per device (the data layer's format)
+# wide: arch_index, arch_str, one column of median ms per device (the data layer's format)
+LATENCY_FILE = 'latency_ms.csv.gz'
 STATS_FILE = 'latency_stats.csv.gz'  # long: device, arch_index, every timing statistic (spread included)
 DEVICES_FILE = 'devices.csv'  # one row per device setting, the data layer's devices.csv columns
 OPS_FILE = 'op_latency.csv'  # long: device, op, stage, timing stats (the layer-wise LUT)
@@ -559,12 +579,15 @@ def device_rows(settings: Sequence[Setting],  # the profiled settings
     for s in settings:
         rt = RUNTIMES[s.runtime]
         rows.append(dict(device=s.device(prefix), search_spaces='nb201', **{'class': 'cpu'},
-                         hardware=f"{env['cpu_model']} ({env['logical_cpus']} vCPU{', ' + env['hypervisor'] if env['hypervisor'] else ''})"
+                         hardware=f"{env['cpu_model']} ({env['logical_cpus']} vCPU"
+                                  f"{', ' + env['hypervisor'] if env['hypervisor'] else ''})"
                                   f" / {rt.name} {rt.version()}",
                          batch_size=s.batch, cores=s.threads, max_clock_ghz=env['max_clock_ghz'],
                          tdp_w=np.nan if tdp_w is None else float(tdp_w), latency_origin='maplex profile',
-                         value_type='float ms (median)', runtime=rt.name, runtime_version=rt.version(), threads=s.threads,
-                         spec_note=f"cores = threads used ({env['cores']} on the machine); clock: {env['clock_source']}; "
+                         value_type='float ms (median)', runtime=rt.name, runtime_version=rt.version(),
+                         threads=s.threads,
+                         spec_note=f"cores = threads used ({env['cores']} on the machine); "
+                                   f"clock: {env['clock_source']}; "
                                    f"TDP: {'given by the user' if tdp_w else 'unknown'}"))
     return pd.DataFrame(rows)
 
@@ -585,7 +608,8 @@ def _measure_archs(out: Path, settings: Sequence[Setting], prefix: str, archs: n
     devices = [s.device(prefix) for s in settings]
     done = _measured(out, devices)
     todo = [int(a) for a in archs if any(int(a) not in done[d] for d in devices)]
-    todo = [todo[i] for i in np.random.default_rng(seed).permutation(len(todo))]  # interleave pool and test cells in time
+    # interleave pool and test cells in time
+    todo = [todo[i] for i in np.random.default_rng(seed).permutation(len(todo))]
     writers = {d: _RowWriter(out / PARTIAL_DIR / f'{d}.csv', ('arch_index', *STAT_COLS)) for d in devices}
     inputs = {s.batch: make_input((s.batch, *INPUT_SHAPE), seed) for s in settings}
     count = 0
@@ -594,7 +618,8 @@ def _measure_archs(out: Path, settings: Sequence[Setting], prefix: str, archs: n
             net = build_net(a, seed)
             for s, d in zip(settings, devices):
                 if a in done[d]: continue
-                writers[d].write(dict(arch_index=a, **measure(s.runtime, net, inputs[s.batch], s.threads, warmup, repeats)))
+                writers[d].write(dict(arch_index=a,
+                                      **measure(s.runtime, net, inputs[s.batch], s.threads, warmup, repeats)))
                 count += 1
             if on_arch is not None: on_arch(a)
     finally:
@@ -610,13 +635,16 @@ def _characterise(out: Path, setting: Setting, device: str, warmup: int, repeats
         f = finished[name]
         return not (part / f'{device}.{name}').is_file() and not (len(f) and (f['device'] == device).any())
     if todo(OPS_FILE):
-        _write_csv(op_latencies(setting, warmup, repeats, op_number, seed).assign(device=device), part / f'{device}.{OPS_FILE}')
+        _write_csv(op_latencies(setting, warmup, repeats, op_number, seed).assign(device=device),
+                   part / f'{device}.{OPS_FILE}')
     if todo(PROBES_FILE):
-        _write_csv(probe_latencies(setting, PROBES, warmup, probe_repeats, seed).assign(device=device), part / f'{device}.{PROBES_FILE}')
+        _write_csv(probe_latencies(setting, PROBES, warmup, probe_repeats, seed).assign(device=device),
+                   part / f'{device}.{PROBES_FILE}')
     if perf and todo(PERF_FILE):
         try: rows = perf_counters(setting, PROBES, seed=seed)
         except PerfUnavailableError as e:
-            rows = pd.DataFrame([dict(target='', stage='', event='', value=np.nan, unit='', status=f'perf unavailable: {e}')])
+            rows = pd.DataFrame([dict(target='', stage='', event='', value=np.nan, unit='',
+                                      status=f'perf unavailable: {e}')])
         _write_csv(rows.assign(device=device), part / f'{device}.{PERF_FILE}')
 
 # %% ../nbs/90_profile.ipynb #cc1d2c3f
@@ -648,7 +676,8 @@ def _finalise(out: Path, settings: Sequence[Setting], prefix: str, archs: np.nda
         used += paths
     rows = device_rows(settings, prefix, env, tdp_w)
     old = _read_csv(out / DEVICES_FILE)
-    _write_csv(pd.concat([old[~old['device'].isin(devices)] if len(old) else None, rows], ignore_index=True), out / DEVICES_FILE)
+    _write_csv(pd.concat([old[~old['device'].isin(devices)] if len(old) else None, rows], ignore_index=True),
+               out / DEVICES_FILE)
     for p in used: p.unlink()
     if (out / PARTIAL_DIR).is_dir() and not any((out / PARTIAL_DIR).iterdir()): (out / PARTIAL_DIR).rmdir()
     return LatencyTable(wide.loc[archs, devices], where='profiled latencies'), DeviceTable(rows)
@@ -663,34 +692,38 @@ def _log_run(out: Path, entry: dict | None = None, **update) -> None:
     atomic_write(path, (json.dumps(log, indent=1, default=str) + '\n').encode())
 
 # %% ../nbs/90_profile.ipynb #7f964971
-def profile_device(out,  # output folder (created); re-running on it resumes
-                   settings: Sequence[str | Setting] = DEFAULT_SETTINGS,  # hardware-runtime settings, e.g. 'torch-t1-b1'
-                   archs: Iterable[ArchLike] | None = None,  # architectures; default `select_archs()` (pool + 1,100 test)
-                   prefix: str | None = None,  # machine name in device names; default 'vcpu<N>' / 'cpu<N>'
-                   tdp_w: float | None = None,  # processor TDP in W, which the OS does not tell (None: unknown)
-                   warmup: int = 2, repeats: int = 7,  # untimed and timed forward passes per (arch, setting)
-                   op_number: int = 20,  # calls per timed run of a single op (LUT)
-                   probe_repeats: int = 21,  # timed runs per probe cell
-                   seed: int = 0,  # weights, inputs and the test-cell draw
-                   characterise: bool = True,  # also measure the op LUT, the probes and perf counters
-                   perf: bool = True,  # run `perf stat` (hardware events read 'not supported' on most VMs)
-                   progress: bool = True,  # tqdm bar over architectures
-                   on_arch: Callable[[int], None] | None = None,  # called after each architecture (tests: interrupt)
-                   command: str | None = None  # the command line that asked for this run, kept in environment.json
-                  ) -> tuple[LatencyTable, DeviceTable]:
+def profile_device(
+    out,  # output folder (created); re-running on it resumes
+    settings: Sequence[str | Setting] = DEFAULT_SETTINGS,  # hardware-runtime settings, e.g. 'torch-t1-b1'
+    archs: Iterable[ArchLike] | None = None,  # architectures; default `select_archs()` (pool + 1,100 test)
+    prefix: str | None = None,  # machine name in device names; default 'vcpu<N>' / 'cpu<N>'
+    tdp_w: float | None = None,  # processor TDP in W, which the OS does not tell (None: unknown)
+    warmup: int = 2, repeats: int = 7,  # untimed and timed forward passes per (arch, setting)
+    op_number: int = 20,  # calls per timed run of a single op (LUT)
+    probe_repeats: int = 21,  # timed runs per probe cell
+    seed: int = 0,  # weights, inputs and the test-cell draw
+    characterise: bool = True,  # also measure the op LUT, the probes and perf counters
+    perf: bool = True,  # run `perf stat` (hardware events read 'not supported' on most VMs)
+    progress: bool = True,  # tqdm bar over architectures
+    on_arch: Callable[[int], None] | None = None,  # called after each architecture (tests: interrupt)
+    command: str | None = None  # the command line that asked for this run, kept in environment.json
+) -> tuple[LatencyTable, DeviceTable]:
     "Profile NB201 networks on this machine under several runtime settings; resumable, atomic, data-layer format."
     settings = [parse_setting(s) for s in settings]
     if len(set(settings)) != len(settings): raise ProfileError(f"settings repeat: {[str(s) for s in settings]}")
     for s in settings: RUNTIMES[s.runtime].version()  # a missing optional runtime fails here, before any work
-    archs = select_archs(seed=seed) if archs is None else nb201.arch_indices(list(archs) if not isinstance(archs, str) else archs)
-    if len(archs) == 0 or len(np.unique(archs)) != len(archs): raise ProfileError("archs must be non-empty and without repeats")
+    archs = (select_archs(seed=seed) if archs is None
+             else nb201.arch_indices(list(archs) if not isinstance(archs, str) else archs))
+    if len(archs) == 0 or len(np.unique(archs)) != len(archs):
+        raise ProfileError("archs must be non-empty and without repeats")
     env = detect_environment()
     prefix = prefix or f"{'v' if env['hypervisor'] else ''}cpu{env['logical_cpus']}"
     if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_-]*', prefix):
         raise ProfileError(f"prefix {prefix!r} must be letters, digits, '_' or '-' (it becomes part of device names)")
     out = Path(out); (out / PARTIAL_DIR).mkdir(parents=True, exist_ok=True)
-    request = dict(settings=[str(s) for s in settings], n_archs=len(archs), warmup=warmup, repeats=repeats, op_number=op_number,
-                   probe_repeats=probe_repeats, seed=seed, statistic='median of repeats', perf=perf, command=command)
+    request = dict(settings=[str(s) for s in settings], n_archs=len(archs), warmup=warmup, repeats=repeats,
+                   op_number=op_number, probe_repeats=probe_repeats, seed=seed, statistic='median of repeats',
+                   perf=perf, command=command)
     _log_run(out, dict(env, request=request, finished_utc=None))
     with torch_threads(None):  # the runtimes pin their threads; the caller's count comes back afterwards
         n = _measure_archs(out, settings, prefix, archs, warmup, repeats, seed, progress, on_arch)
@@ -750,7 +783,8 @@ def build_profile_parser(subparsers=None  # an argparse sub-parsers object (the 
     p = subparsers.add_parser('profile', help='profile NB201 networks on this machine', **kw) if subparsers else \
         argparse.ArgumentParser(prog='maplex profile', **kw)
     p.add_argument('--out', required=True, help='output folder (re-using it resumes)')
-    p.add_argument('--settings', nargs='+', default=list(DEFAULT_SETTINGS), help="RUNTIME-tTHREADS-bBATCH, runtime torch or ort")
+    p.add_argument('--settings', nargs='+', default=list(DEFAULT_SETTINGS),
+                   help="RUNTIME-tTHREADS-bBATCH, runtime torch or ort")
     p.add_argument('--n-test', type=int, default=1100, help='test cells drawn (seeded) besides the pool')
     p.add_argument('--no-pool', action='store_true', help='skip the pool (arch indices 0..899)')
     p.add_argument('--archs', type=int, nargs='+', help='explicit arch indices (replaces pool + test draw)')
@@ -776,7 +810,8 @@ def cmd_profile(args: argparse.Namespace  # parsed by `build_profile_parser`
     stats = read_profile_file(STATS_FILE, args.out)
     noisy = stats[stats['device'].isin(table.devices)].groupby('device')['noisy'].mean()
     print(f"{len(table)} archs x {len(table.devices)} settings in {args.out}")
-    for d in table.devices: print(f"  {d}: median {table[d].median():.3g} ms, {noisy[d]:.0%} noisy (IQR > {NOISY_REL_IQR:.0%} of median)")
+    for d in table.devices:
+        print(f"  {d}: median {table[d].median():.3g} ms, {noisy[d]:.0%} noisy (IQR > {NOISY_REL_IQR:.0%} of median)")
     return 0
 
 def main(argv: Sequence[str] | None = None) -> int:

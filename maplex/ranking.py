@@ -90,13 +90,15 @@ def _correlate(a: np.ndarray,  # (..., k, D) latencies of D devices on k archs
 
 # %% ../nbs/40_ranking.ipynb #504d9003
 def _as_table(table: LatencyTable | pd.DataFrame, where: str) -> LatencyTable:
-    "A checked LatencyTable from a LatencyTable, a wide frame (arch_index/arch_str columns) or a frame indexed by arch_index."
+    "A checked LatencyTable from a LatencyTable, a wide frame (arch_index/arch_str columns) or one by arch_index."
+
+
     if isinstance(table, LatencyTable): return table
     if isinstance(table, pd.DataFrame):
         if {'arch_index', 'arch_str'} & set(table.columns): return LatencyTable.from_frame(table, where)
         return LatencyTable(table, where)
-    raise RankError(f"{where}: expected a LatencyTable or a DataFrame of ms (rows = arch_index, one column per device), "
-                    f"got {type(table).__name__}.")
+    raise RankError(f"{where}: expected a LatencyTable or a DataFrame of ms "
+                    f"(rows = arch_index, one column per device), got {type(table).__name__}.")
 
 # %% ../nbs/40_ranking.ipynb #95f51ba1
 def _kendall_matrix(x: np.ndarray  # (n archs, D devices)
@@ -114,11 +116,13 @@ def rank_corr(table: LatencyTable | pd.DataFrame,  # latency in ms: rows = archi
     "Correlation of architecture latency between every pair of devices, over all rows of `table`."
     _check_method(method)
     ms = _as_table(table, 'rank_corr').ms
-    if len(ms) < 2: raise RankError(f"rank_corr: a correlation needs at least 2 architectures, the table has {len(ms)}.")
+    if len(ms) < 2:
+        raise RankError(f"rank_corr: a correlation needs at least 2 architectures, the table has {len(ms)}.")
     x = ms.to_numpy(dtype=float)                                                # (n archs, D devices)
     if method == 'kendall': r = _kendall_matrix(x)
     else:
-        with np.errstate(invalid='ignore', divide='ignore'): r = np.corrcoef(_transform(x, method, axis=0), rowvar=False)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            r = np.corrcoef(_transform(x, method, axis=0), rowvar=False)
     names = pd.Index(ms.columns, name='device')
     return pd.DataFrame(r, index=names, columns=names)
 
@@ -137,7 +141,8 @@ def device_groups(devices: DeviceTable,                 # class and batch size o
                  ) -> pd.Series:                        # group label per device, sorted by `GROUPS` (stable)
     "Group label of each device (GPUs split by batch size), in heatmap order."
     rows = devices.df if names is None else devices.select(names).df
-    labels = pd.Series([_group(c, b) for c, b in zip(rows['class'], rows['batch_size'])], index=rows.index, name='group')
+    labels = pd.Series([_group(c, b) for c, b in zip(rows['class'], rows['batch_size'])],
+                       index=rows.index, name='group')
     rank = [GROUPS.index(g) if g in GROUPS else len(GROUPS) for g in labels]   # unknown groups go last
     return labels.iloc[np.argsort(rank, kind='stable')]
 
@@ -219,15 +224,18 @@ def _check_samples(train: LatencyTable,  # the training table the samples must i
         raise RankError(f"samples measure arch_index {samples.index[dup][0]!r} more than once; average repeats first.")
     if (missing := ~samples.index.isin(train.ms.index)).any():
         raise RankError(f"{missing.sum()} sampled arch(s) are not rows of the training table, e.g. "
-                        f"{samples.index[missing][:5].tolist()}; samples must be indexed by integer arch_index and drawn "
-                        f"from the architectures the training devices were measured on ({len(train)} rows, e.g. POOL 0..899).")
+                        f"{samples.index[missing][:5].tolist()}; "
+                        "samples must be indexed by integer arch_index and drawn "
+                        "from the architectures the training devices were measured on "
+                        f"({len(train)} rows, e.g. POOL 0..899).")
     return samples.index.to_numpy()
 
 # %% ../nbs/40_ranking.ipynb #b4cc74d1
-def sample_rank_corr(train: LatencyTable | pd.DataFrame,  # training devices' latency (ms); must hold the sampled archs
-                     samples: pd.Series,                 # the target's k measurements: arch_index -> ms, k >= 2
-                     method: str = 'spearman',           # one of `METHODS`
-                    ) -> pd.Series:                      # per training device; NaN where a side is constant on the k archs
+def sample_rank_corr(
+    train: LatencyTable | pd.DataFrame,  # training devices' latency (ms); must hold the sampled archs
+    samples: pd.Series,                  # the target's k measurements: arch_index -> ms, k >= 2
+    method: str = 'spearman',            # one of `METHODS`
+) -> pd.Series:                          # per training device; NaN where a side is constant on the k archs
     "How well each training device ranks like the target, judged on the k sampled architectures only."
     _check_method(method)
     train = _as_table(train, 'sample_rank_corr')
@@ -240,7 +248,8 @@ def sample_rank_corr(train: LatencyTable | pd.DataFrame,  # training devices' la
 def _draws(k: int, seeds: Iterable[int], pool: Iterable[int]) -> np.ndarray:
     "The sampled arch indices per seed, (n_seeds, k): uniform without replacement from `pool`, one generator per seed."
     pool = np.asarray(list(pool))
-    if not 2 <= k <= len(pool): raise RankError(f"k = {k} samples cannot be drawn: need 2 <= k <= {len(pool)} (the pool size).")
+    if not 2 <= k <= len(pool):
+        raise RankError(f"k = {k} samples cannot be drawn: need 2 <= k <= {len(pool)} (the pool size).")
     return np.stack([np.random.default_rng(s).choice(pool, size=k, replace=False) for s in seeds])
 
 # %% ../nbs/40_ranking.ipynb #f7ceaddf
@@ -267,13 +276,15 @@ def pick_study(table: LatencyTable | pd.DataFrame,       # every device's latenc
     for m in methods: _check_method(m)
     table, seeds = _as_table(table, 'pick_study'), list(seeds)
     devs = table.devices
-    if len(devs) < 3 or not seeds: raise RankError(f"pick_study needs >= 3 devices and >= 1 seed, got {len(devs)} and {len(seeds)}.")
+    if len(devs) < 3 or not seeds:
+        raise RankError(f"pick_study needs >= 3 devices and >= 1 seed, got {len(devs)} and {len(seeds)}.")
     truth = rank_corr(table).to_numpy()                        # (D, D) full-data Spearman: what 'best' means
     full = {m: rank_corr(table, m).to_numpy() for m in methods}
     rows = []
     for k in ks:
         pos = table.ms.index.get_indexer(_draws(k, seeds, pool).ravel())
-        if (pos < 0).any(): raise RankError("the pool holds archs that are not rows of `table`; pass a table with all pool rows.")
+        if (pos < 0).any():
+            raise RankError("the pool holds archs that are not rows of `table`; pass a table with all pool rows.")
         x = table.ms.to_numpy()[pos].reshape(len(seeds), k, len(devs))     # (S, k, D)
         for t, target in enumerate(devs):
             others = [d for d in range(len(devs)) if d != t]

@@ -44,7 +44,8 @@ def _check_cols(cols, log_cols) -> tuple[list[str], list[str]]:
 def _check_table(devices) -> DeviceTable:
     "`devices` if it is a DeviceTable, else SpecError."
     if not isinstance(devices, DeviceTable):
-        raise SpecError(f"devices must be a maplex.data.DeviceTable (e.g. load_devices()), got {type(devices).__name__}.")
+        raise SpecError(f"devices must be a maplex.data.DeviceTable (e.g. load_devices()), "
+                        f"got {type(devices).__name__}.")
     return devices
 
 def _check_devices(target: str, train_devices, devices: DeviceTable) -> list[str]:
@@ -175,6 +176,7 @@ def sample_weights(device_of_each_sample, # device name of each training sample,
     if not (np.isfinite(vals) & (vals > 0)).all():
         raise SpecError(f"weights must be finite and > 0, got {weights.to_dict()}.")
     if missing := sorted(set(dev.tolist()) - set(weights.index)):
-        raise UnknownDeviceError(f"samples from device(s) {missing} have no weight; weights cover {list(weights.index)}.")
+        raise UnknownDeviceError(f"samples from device(s) {missing} have no weight; "
+                                 f"weights cover {list(weights.index)}.")
     out = vals[weights.index.get_indexer(dev)]  # (n,)
     return out / out.mean() if normalise else out

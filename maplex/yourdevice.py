@@ -15,8 +15,8 @@ from . import nb201
 from .core import MaplexError
 from .data import POOL, DataError, DeviceTable, LatencyTable, load_devices, load_nb201
 from .nb201 import N_ARCHS, ArchLike
-from .profile import (INPUT_SHAPE, RUNTIMES, ProfileError, Setting, build_net, detect_environment, device_rows, load_embedded,
-                            make_input, parse_setting, time_callable, timing_stats)
+from .profile import (INPUT_SHAPE, RUNTIMES, ProfileError, Setting, build_net, detect_environment, device_rows,
+                            load_embedded, make_input, parse_setting, time_callable, timing_stats)
 from .numerics import torch_threads
 
 # %% auto #0
@@ -26,25 +26,29 @@ __all__ = ['PRUNED_RATIO', 'LATENCY_STATS', 'dead_cell_ratio', 'training_pool', 
 # %% ../nbs/95_your_device.ipynb #ec681ab8
 PRUNED_RATIO = 0.1  # a device whose zero-output cells take under this share of the others' median latency removes them
 
-def dead_cell_ratio(table: LatencyTable  # latencies of zero-output and other cells (the pool holds 21 zero-output cells)
-                   ) -> pd.Series:
-    "Per device: median latency of the zero-output cells over that of the other cells (near 0: the runtime removes them)."
+def dead_cell_ratio(
+    table: LatencyTable  # latencies of zero-output and other cells (the pool holds 21 zero-output cells)
+) -> pd.Series:
+    "Per device: median latency of the zero-output cells over the other cells' (near 0: the runtime removes them)."
     zero = nb201.cost_table()['zero_output'].loc[table.archs].to_numpy()
-    if zero.all() or not zero.any(): raise DataError("dead_cell_ratio needs both zero-output and other cells in the table")
+    if zero.all() or not zero.any():
+        raise DataError("dead_cell_ratio needs both zero-output and other cells in the table")
     return (table.ms[zero].median() / table.ms[~zero].median()).rename('dead_cell_ratio')
 
 # %% ../nbs/95_your_device.ipynb #3ea6ec8a
-def training_pool(classes: Sequence[str] | None = None,  # keep only devices of these classes, e.g. ('cpu',); None: all
-                  pruning: bool = False  # also keep devices that remove zero-output cells (`dead_cell_ratio` < PRUNED_RATIO)
-                 ) -> tuple[LatencyTable, DeviceTable, str]:
-    "Training latencies on the pool cells 0..899 with their device rows: the public NB201 table, else the embedded profile."
+def training_pool(
+    classes: Sequence[str] | None = None,  # keep only devices of these classes, e.g. ('cpu',); None: all
+    pruning: bool = False  # also keep devices that remove zero-output cells (`dead_cell_ratio` < PRUNED_RATIO)
+) -> tuple[LatencyTable, DeviceTable, str]:
+    "Training latencies on pool cells 0..899 with their device rows: the public NB201 table, else the embedded profile."
     try: table, devices, source = load_nb201(), load_devices(), 'public NB201 latencies (HELP)'
     except DataError as e:
         (table, devices), source = load_embedded(), f'the embedded profile (public data unavailable: {e})'
     table = table.take(POOL)
     keep = [d for d in table.devices if classes is None or devices[d]['class'] in set(classes)]
     if not pruning: keep = [d for d in keep if dead_cell_ratio(table)[d] >= PRUNED_RATIO]
-    if not keep: raise DataError(f"no device of class {list(classes or [])} in {source}; it has {sorted(set(devices.classes))}")
+    if not keep:
+        raise DataError(f"no device of class {list(classes or [])} in {source}; it has {sorted(set(devices.classes))}")
     return table.select(keep), devices.select(keep), source
 
 # %% ../nbs/95_your_device.ipynb #b73666f7
@@ -57,27 +61,35 @@ def with_target(devices: DeviceTable,  # the training devices' rows
     "The device table plus this machine's row (specs as the OS reports them), and the new device's name."
     setting = parse_setting(setting)
     if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_-]*', prefix):
-        raise ProfileError(f"prefix {prefix!r} must be letters, digits, '_' or '-' (it becomes part of the device name)")
+        raise ProfileError(f"prefix {prefix!r} must be letters, digits, '_' or '-' "
+                           "(it becomes part of the device name)")
     target = setting.device(prefix)
     if target in devices: raise ProfileError(f"{target!r} is already a device of the table: choose another prefix")
-    row = DeviceTable(device_rows([setting], prefix, detect_environment() if env is None else env, tdp_w), where='this machine')
+    row = DeviceTable(device_rows([setting], prefix, detect_environment() if env is None else env, tdp_w),
+                      where='this machine')
     return DeviceTable(pd.concat([devices.df, row.df])), target
 
 # %% ../nbs/95_your_device.ipynb #eb5d8572
 LATENCY_STATS = ('median_ms', 'min_ms', 'trimmed_mean_ms')  # statistics of `timing_stats` that estimate a latency
 
-def measure_cells(archs: Sequence[ArchLike],  # NB201 arch indices and/or strings
-                  setting: Setting | str = 'torch-t1-b1',  # runtime, threads and batch
-                  warmup: int = 2, repeats: int = 7,  # untimed passes per cell first, then timed rounds
-                  seed: int = 0,  # network weights and input
-                  stat: str = 'median_ms'  # statistic of the timed passes: 'median_ms' (lesson 90's report), 'min_ms', ...
-                 ) -> pd.Series:
-    "Latency (ms) of each cell on this machine, timed in interleaved rounds (one pass of every cell each), by arch_index."
+def measure_cells(
+    archs: Sequence[ArchLike],  # NB201 arch indices and/or strings
+    setting: Setting | str = 'torch-t1-b1',  # runtime, threads and batch
+    warmup: int = 2, repeats: int = 7,  # untimed passes per cell first, then timed rounds
+    seed: int = 0,  # network weights and input
+    stat: str = 'median_ms'  # statistic of the timed passes: 'median_ms' (lesson 90's report), 'min_ms', ...
+) -> pd.Series:
+    "Latency (ms) of each cell on this machine by arch_index, timed in interleaved rounds (each a pass over all cells)."
+
+
+
+
     if stat not in LATENCY_STATS: raise ProfileError(f"stat must be one of {LATENCY_STATS}, got {stat!r}")
     if repeats < 1 or warmup < 0: raise ProfileError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     idx = nb201.arch_indices(list(archs))
     if len(idx) == 0 or len(np.unique(idx)) != len(idx):
-        raise ProfileError(f"archs must be a non-empty list without repeats, got {len(idx)} cells, {len(np.unique(idx))} distinct")
+        raise ProfileError(f"archs must be a non-empty list without repeats, "
+                           f"got {len(idx)} cells, {len(np.unique(idx))} distinct")
     setting = parse_setting(setting)
     x = make_input((setting.batch, *INPUT_SHAPE), seed)
     with torch_threads(setting.threads):  # the runtime pins its threads; the caller's count comes back afterwards
@@ -126,13 +138,16 @@ class SelectionError(MaplexError):
 
 def _checked(pred_ms: pd.Series, what: str = 'pred_ms', positive: bool = True) -> pd.Series:
     "A non-empty Series of finite (positive) values without repeated indices, or SelectionError."
-    if not isinstance(pred_ms, pd.Series): raise SelectionError(f"{what} must be a pd.Series by arch_index, got {type(pred_ms).__name__}")
+    if not isinstance(pred_ms, pd.Series):
+        raise SelectionError(f"{what} must be a pd.Series by arch_index, got {type(pred_ms).__name__}")
     if len(pred_ms) == 0: raise SelectionError(f"{what} is empty: predict some cells first (predict_space)")
-    if pred_ms.index.duplicated().any(): raise SelectionError(f"{what} repeats arch {pred_ms.index[pred_ms.index.duplicated()][0]}")
+    if pred_ms.index.duplicated().any():
+        raise SelectionError(f"{what} repeats arch {pred_ms.index[pred_ms.index.duplicated()][0]}")
     vals = pd.to_numeric(pred_ms, errors='coerce').to_numpy(float)
     if (bad := ~np.isfinite(vals) | ((vals <= 0) if positive else False)).any():
-        raise SelectionError(f"{what} has {bad.sum()} NaN, infinite{' or non-positive' if positive else ''} value(s), first at "
-                             f"arch {pred_ms.index[bad][0]}: predict them again with a fitted model, or drop them")
+        raise SelectionError(f"{what} has {bad.sum()} NaN, infinite{' or non-positive' if positive else ''} value(s), "
+                             f"first at arch {pred_ms.index[bad][0]}: "
+                             "predict them again with a fitted model, or drop them")
     return pd.Series(vals, index=pred_ms.index, name=pred_ms.name)
 
 # %% ../nbs/95_your_device.ipynb #df15a828
@@ -141,8 +156,10 @@ def _aligned(latency_ms: pd.Series, score: pd.Series) -> tuple[pd.Series, pd.Ser
     latency_ms, score = _checked(latency_ms), _checked(score, 'score', positive=False)
     only, extra = latency_ms.index.difference(score.index), score.index.difference(latency_ms.index)
     if len(only) or len(extra):
-        raise SelectionError(f"latency and score cover different cells: {len(only)} only in the latency (e.g. {list(only[:3])}), "
-                             f"{len(extra)} only in the score (e.g. {list(extra[:3])}); index both by the same arch_index")
+        raise SelectionError(f"latency and score cover different cells: "
+                             f"{len(only)} only in the latency (e.g. {list(only[:3])}), "
+                             f"{len(extra)} only in the score (e.g. {list(extra[:3])}); "
+                             "index both by the same arch_index")
     return latency_ms, score.loc[latency_ms.index]
 
 def pareto_front(latency_ms: pd.Series,  # (predicted) ms per cell, indexed by arch_index
@@ -160,17 +177,19 @@ def _proxy(proxy: str | pd.Series, cells: pd.Index) -> pd.Series:
     "The proxy of `cells`: a column of `nb201.cost_table()` by name, or the given Series."
     if not isinstance(proxy, str): return proxy
     costs = nb201.cost_table().select_dtypes('number')
-    if proxy not in costs: raise SelectionError(f"unknown proxy {proxy!r}: use a column of nb201.cost_table() {list(costs)} or a Series")
+    if proxy not in costs:
+        raise SelectionError(f"unknown proxy {proxy!r}: use a column of nb201.cost_table() {list(costs)} or a Series")
     if len(gone := cells.difference(costs.index)): raise SelectionError(f"cells {list(gone[:3])} are not NB201 indices")
     return costs.loc[cells, proxy]
 
-def pick_under_budget(pred_ms: pd.Series,  # predicted latency (ms) per cell, indexed by arch_index (`predict_space`)
-                      budget_ms: float,  # the latency budget, ms
-                      proxy: str | pd.Series = 'flops_pruned_m',  # accuracy proxy (higher is better): a cost_table column or a Series
-                      n: int = 5,  # cells to return (fewer if fewer qualify)
-                      margin: float = 0.0,  # keep cells predicted under budget_ms * (1 - margin), e.g. 0.1
-                      pareto: bool = True  # only cells on the Pareto front of (predicted latency, proxy)
-                     ) -> pd.DataFrame:
+def pick_under_budget(
+    pred_ms: pd.Series,  # predicted latency (ms) per cell, indexed by arch_index (`predict_space`)
+    budget_ms: float,  # the latency budget, ms
+    proxy: str | pd.Series = 'flops_pruned_m',  # accuracy proxy (higher is better): a cost_table column or a Series
+    n: int = 5,  # cells to return (fewer if fewer qualify)
+    margin: float = 0.0,  # keep cells predicted under budget_ms * (1 - margin), e.g. 0.1
+    pareto: bool = True  # only cells on the Pareto front of (predicted latency, proxy)
+) -> pd.DataFrame:
     "The n cells with the best proxy among those predicted under the budget, best first."
     if not (isinstance(budget_ms, (int, float, np.number)) and np.isfinite(budget_ms) and budget_ms > 0):
         raise SelectionError(f"budget_ms must be a positive number of ms, got {budget_ms!r}")
@@ -181,9 +200,12 @@ def pick_under_budget(pred_ms: pd.Series,  # predicted latency (ms) per cell, in
     cells = pareto_front(latency_ms, score) if pareto else latency_ms.index
     cells = cells[latency_ms.loc[cells].to_numpy() <= limit]
     if len(cells) == 0:
-        raise SelectionError(f"no cell is predicted under {limit:.4g} ms (budget {budget_ms:.4g} ms, margin {margin:g}); the fastest "
-                             f"is arch {latency_ms.idxmin()} at {latency_ms.min():.4g} ms: raise the budget or lower the margin")
+        raise SelectionError(f"no cell is predicted under {limit:.4g} ms "
+                             f"(budget {budget_ms:.4g} ms, margin {margin:g}); "
+                             f"the fastest is arch {latency_ms.idxmin()} at {latency_ms.min():.4g} ms: "
+                             "raise the budget or lower the margin")
     name = proxy if isinstance(proxy, str) else (score.name or 'proxy')
-    picks = pd.DataFrame({'arch_str': [nb201.arch_str(int(a)) for a in cells], 'pred_ms': latency_ms.loc[cells].to_numpy(),
+    picks = pd.DataFrame({'arch_str': [nb201.arch_str(int(a)) for a in cells],
+                          'pred_ms': latency_ms.loc[cells].to_numpy(),
                           name: score.loc[cells].to_numpy()}, index=pd.Index(cells, name='arch_index'))
     return picks.sort_values([name, 'pred_ms'], ascending=[False, True]).head(int(n))
