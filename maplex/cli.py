@@ -18,13 +18,13 @@ import pandas as pd
 
 from . import __version__, data, evaluation, nb201, profile
 from . import help as _help  # noqa: F401  registers the "help" method (lesson 85) with the evaluation
-from .core import MaplexError, atomic_file
+from .core import MaplexError, atomic_file, atomic_write
 from .numerics import torch_threads
 
 # %% auto #0
 __all__ = ['DEMO_METHODS', 'cmd_info', 'cmd_download', 'cmd_probes', 'read_samples', 'predict_device', 'cmd_predict',
            'cmd_evaluate', 'holdout_task', 'leave_one_setting_out', 'demo_report', 'reading', 'public_pool_hint',
-           'cmd_demo', 'build_parser', 'main']
+           'cmd_demo', 'build_parser', 'positive_int', 'main']
 
 # %% ../nbs/99_cli.ipynb #8674ba40
 def cmd_info(args) -> int:
@@ -90,8 +90,9 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
     m = evaluation.get_method(method)
     probe_archs = list(m.probe_archs)
     if missing := [nb201.arch_str(i) for i in probe_archs if i not in measured.index]:
-        raise data.DataError(f"{method} needs the target's latency of its {len(probe_archs)} probe cells; "
-                             f"missing: {', '.join(missing)} (list them with `maplex probes --method {method}`).")
+        raise data.DataError(f"{method} needs the target's latency of its {len(probe_archs)} probe cells and "
+                             f"{len(missing)} are missing; `maplex probes --method {method}` lists them. Missing: "
+                             f"{', '.join(missing)}")
     samples = measured.drop(probe_archs)
     need = getattr(m, "min_samples", 1)
     if len(samples) < need:
@@ -108,6 +109,9 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
 # %% ../nbs/99_cli.ipynb #d09b63d1
 def cmd_predict(args) -> int:
     "Predict every cell of a target device from its measured samples."
+    if Path(args.out).resolve() == Path(args.samples).resolve():
+        raise data.DataError(f"--out {args.out} is the --samples file: writing there would overwrite your "
+                             "measurements. Choose another --out.")
     train = data.read_latency_csv(args.train)
     devices = data.load_devices(args.devices)
     pred = predict_device(train, devices, args.target, read_samples(args.samples), args.method, args.seed)
@@ -123,7 +127,7 @@ def cmd_evaluate(args) -> int:
                         targets=args.targets, workers=args.workers, force=args.force)
     held = evaluation.load_results(out / "results.csv")  # earlier runs into the same folder included
     held = held[held.protocol == evaluation.get_protocol(args.protocol).name]
-    (out / f"summary_{args.protocol}.md").write_text(evaluation.report(held))
+    atomic_write(out / f"summary_{args.protocol}.md", evaluation.report(held))
     for name, fig in evaluation.plots(held).items():
         fig.savefig(out / f"{args.protocol}_{name}.png", dpi=80, bbox_inches="tight")
     print(evaluation.report(df))
@@ -291,6 +295,16 @@ def _add_demo(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for --data public (default: 2)")
     p.set_defaults(func=cmd_demo)
 
+def positive_int(text: str) -> int:
+    "An argparse type: a whole number >= 1, checked before any work starts."
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="predict all 15,625 cells of a device from a few of its measurements",
                        description="Predict the latency of every NAS-Bench-201 cell on TARGET from its measured "
@@ -314,10 +328,10 @@ def _add_evaluate(sub) -> None:
                    help="device split (default: P-X6)")
     p.add_argument("--methods", nargs="+", default=list(evaluation.METHODS),
                    help="any of: " + ", ".join(evaluation.METHODS) + " (default: all)")
-    p.add_argument("--k", nargs="+", type=int, default=[3], help="adaptation samples (default: 3)")
-    p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default: 10)")
+    p.add_argument("--k", nargs="+", type=positive_int, default=[3], help="adaptation samples (default: 3)")
+    p.add_argument("--seeds", type=positive_int, default=10, help="seeds 0..N-1 (default: 10)")
     p.add_argument("--targets", nargs="*", help="only these targets (default: all of the protocol)")
-    p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    p.add_argument("--workers", type=positive_int, default=2, help="processes (default: 2)")
     p.add_argument("--force", action="store_true", help="recompute rows already in results.csv")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.set_defaults(func=cmd_evaluate)
@@ -334,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return args.func(args)
-    except (MaplexError, FileNotFoundError) as e:  # the user's to fix: the message says how
+    except (MaplexError, OSError) as e:  # the user's to fix: bad input, or a path the file system refuses
         msg = str(e.args[0] if isinstance(e, KeyError) and e.args else e).replace("\n", " ")
         print(f"maplex {args.command}: error: {msg if len(msg) < 500 else msg[:500] + '...'}", file=sys.stderr)
         return 2

@@ -45,7 +45,7 @@ def _check_header(header: list[str], columns: dict[str, type], where: str) -> No
     "ResultsError unless the header is exactly `columns`."
     if header == list(columns): return
     raise ResultsError(f"{where} has the columns {header}, but this version of maplex writes {list(columns)}: it was "
-                       "written by another version. Move it aside (or pass --force to start it afresh) and run again.")
+                       "written by another version. Move it aside (or write to another folder) and run again.")
 
 def _parse(fields: list[str], columns: dict[str, type], where: str, line: int) -> list:
     "The fields of one line converted to their column types, or ResultsError naming the line."

@@ -5,9 +5,11 @@ output file).
 Most tests use the embedded dataset that ships with maplex (`maplex.profile.load_embedded`), so they run
 without the public data; the few that need HELP's public table are marked `needs_data`.
 """
+import gzip
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -367,3 +369,45 @@ def test_unreadable_samples_file_is_one_line(files, capsys, tmp_path):
     bad.write_bytes(b"\xff\xfe\x00garbage")
     assert main(predict_argv(files, **{"--samples": bad})) == 2
     assert "cannot read it as CSV" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("case", ["cut short", "not gzip", "empty", "folder"])
+def test_unreadable_train_or_devices_file_is_one_line(files, capsys, case):
+    """A corrupt download or a wrong path given as --train or --devices: one line naming the file, no traceback."""
+    good = (files / "train.csv").read_bytes()
+    bad = files / f"bad_{case.replace(' ', '_')}.csv.gz"
+    if case == "folder":
+        bad.mkdir(exist_ok=True)
+    else:
+        bad.write_bytes({"cut short": gzip.compress(good)[:200], "not gzip": b"\x00\x01 not a gzip stream",
+                         "empty": b""}[case])
+    for option, message in (("--train", "cannot be read as CSV"), ("--devices", "cannot be read as CSV")):
+        out = files / f"never_{option[2:]}_{case.replace(' ', '_')}.csv"
+        assert run_cli(files, **{option: bad, "--out": out}) == 2
+        line = one_error_line(capsys)
+        assert str(bad) in line and (message in line or "is a folder" in line or "no latency file" in line)
+        assert not out.exists()
+
+
+def test_out_onto_the_samples_file_is_refused(files, capsys):
+    samples = predict_argv(files)[predict_argv(files).index("--samples") + 1]
+    before = Path(samples).read_bytes()
+    assert run_cli(files, **{"--out": samples}) == 2
+    assert "overwrite your measurements" in one_error_line(capsys)
+    assert Path(samples).read_bytes() == before
+
+
+def test_out_that_the_file_system_refuses_is_one_line(files, capsys, tmp_path):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    assert run_cli(files, **{"--out": folder, "--method": "maplex"}) == 2  # fits, then cannot rename onto a folder
+    assert "a_folder" in one_error_line(capsys)
+    assert folder.is_dir() and not any(folder.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["--seeds", "0"], ["--k", "3", "0"], ["--seeds", "-2"], ["--workers", "0"]])
+def test_evaluate_checks_counts_before_any_work(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--protocol", "P-X6", "--methods", "lut", "--out", str(tmp_path), *argv])
+    assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written, no lock left
