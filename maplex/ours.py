@@ -176,6 +176,11 @@ class MaplexPredictor:
                  drift: bool = True):  # take the closest device's pool drift off its prediction outside the pool
         if not (isinstance(floor, (int, float)) and floor > 0):
             raise MaplexPredictorError(f"floor must be a positive number (inf: equal weights), got {floor!r}.")
+        if not (isinstance(ridge, (int, float)) and np.isfinite(ridge) and ridge >= 0):
+            raise MaplexPredictorError(f"ridge must be a finite number >= 0, got {ridge!r}.")
+        if not (isinstance(clip, (int, float)) and np.isfinite(clip) and clip > 0):
+            raise MaplexPredictorError(f"clip must be a finite positive log error, got {clip!r}.")
+
         self.floor, self.ridge, self.clip, self.drift = float(floor), float(ridge), float(clip), bool(drift)
 
     def fit(self, measured: pd.Series,  # every measurement of the target: its k samples and the 5 probes

@@ -482,7 +482,10 @@ class MapleX(MapleXSettings):
         "Predicted latency (ms) on the target, float64 (n,)."
         if self.regressor is None:
             raise NotFittedError("this MapleX is not fitted: call fit(...) or MapleX.load(path) first.")
-        z = _log(self.regressor.predict(join_features(encode(archs), self.descriptor_)))  # (n,)
+        idx = nb201.arch_indices(archs)  # an ArchError names anything outside the search space
+        if len(idx) == 0:
+            return np.empty(0)
+        z = _log(self.regressor.predict(join_features(encode(idx), self.descriptor_)))  # (n,)
         a, b = self.calibration_
         return np.exp(a * z + b + self.level_)  # ln l = alpha z + beta + m_t: the regressor's prediction, nothing else
 
@@ -513,12 +516,18 @@ def load_maplex(path  # folder written by `save_maplex`
     config, state = read_model(path, MAPLEX_FORMAT, MAPLEX_KEYS, MAPLEX_VERSION)
     if unknown := sorted(set(config["settings"]) - {f.name for f in fields(MapleXSettings)}):
         raise ConfigError(f"{path}/config.json has unknown settings {unknown}; it was written by another maplex.")
-    model = MapleX(**config["settings"])
-    model.regressor = LatencyRegressor.from_parts(config["regressor"], state)
-    model.target, model.level_ = config["target"], float(config["level"])
-    model.descriptor_ = np.asarray(config["descriptor_values"], dtype=np.float32)
-    model.calibration_ = tuple(float(v) for v in config["calibration"])
+    try:
+        model = MapleX(**config["settings"])
+        model.regressor = LatencyRegressor.from_parts(config["regressor"], state)
+        model.target, model.level_ = config["target"], float(config["level"])
+        model.descriptor_ = np.asarray(config["descriptor_values"], dtype=np.float32)
+        alpha, beta = (float(v) for v in config["calibration"])
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{path}/config.json holds a value of the wrong kind ({str(e).splitlines()[0]}): it was "
+                          "edited or cut short. Save the model again.") from None
+    model.calibration_ = (alpha, beta)
     return model
+
 
 # %% ../nbs/70_regressor.ipynb #459fe9fd
 VARIANTS: dict[str, dict] = {

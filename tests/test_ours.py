@@ -128,3 +128,10 @@ def test_target_in_training_table_and_not_fitted(pool):
         MaplexPredictor().predict([0])
     with pytest.raises(MaplexPredictorError, match="floor must be"):
         MaplexPredictor(floor="auto")
+
+
+@pytest.mark.parametrize("kwargs", [dict(ridge=float("nan")), dict(ridge=-1.0), dict(clip=-1.0), dict(clip="x"),
+                                    dict(clip=float("inf"))])
+def test_settings_are_checked(kwargs):
+    with pytest.raises(MaplexPredictorError, match="ridge|clip"):
+        MaplexPredictor(**kwargs)

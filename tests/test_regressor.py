@@ -321,3 +321,20 @@ def test_max_rows_caps_the_training_rows_and_draws_each_devices_own_cells(pool):
     np.testing.assert_array_equal(Xs, Xs2)  # the same seed draws the same cells
     with pytest.raises(RegressorError, match="max_rows"):
         MapleX(max_rows=0)
+
+
+@pytest.mark.parametrize("key, value", [("level", None), ("level", "abc"), ("calibration", "ab"),
+                                        ("calibration", [1.0]), ("descriptor_values", "abc"), ("regressor", None)])
+def test_maplex_load_refuses_values_of_the_wrong_kind(pool, tmp_path, key, value):
+    train, devices, samples, probes, _ = pool
+    path = MapleX(**FAST).fit(train, devices, "target", samples, probes).save(tmp_path / "mx")
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, key: value}))  # None is written as null
+    with pytest.raises(ConfigError, match="wrong kind"):
+        MapleX.load(path)
+
+
+def test_maplex_predicts_nothing_for_no_archs(pool):
+    train, devices, samples, probes, _ = pool
+    m = MapleX(**FAST).fit(train, devices, "target", samples, probes)
+    assert m.predict([]).shape == (0,)
