@@ -84,8 +84,9 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
         raise data.DataError(f"{target} is a column of the training table: a target's only measurements are its "
                              "samples. Drop the column, or give the target another name.")
     if target not in devices:
-        raise data.DataError(f"{target} has no row in the device table; add one (class, batch_size, cores, "
-                             "max_clock_ghz, tdp_w; blanks for unknown specs).")
+        raise data.DataError(f"{target} has no NB201 row in the device table (rows whose search_spaces lacks "
+                             "nb201 are skipped); add one (class, batch_size, cores, max_clock_ghz, tdp_w; blanks for "
+                             "unknown specs).")
     devices = devices.select([*train.devices, target])  # names each training device missing from it
     m = evaluation.get_method(method)
     probe_archs = list(m.probe_archs)

@@ -343,7 +343,9 @@ def load_devices(path=None) -> DeviceTable:
         raise DataError(f"no device file at {path}; give a CSV with a row per device (device, class, batch_size, "
                         "cores, max_clock_ghz, tdp_w).")
     df = read_csv_file(path, fix="give a CSV with a row per device (device, class, batch_size, cores, ...).")
-    if "search_spaces" in df: df = df[df["search_spaces"].fillna("").str.contains("nb201")]
+    if "search_spaces" in df:  # rows of other search spaces only (a blank is unknown, and kept)
+        spaces = df["search_spaces"].fillna("nb201").astype(str)
+        df = df[spaces.str.contains("nb201") | (spaces.str.strip() == "")]
     return DeviceTable(df, where=Path(path).name)
 
 # %% ../nbs/10_data.ipynb #fa11f2d4

@@ -268,9 +268,9 @@ def test_target_missing_from_devices_csv(files, capsys):
     devs[devs.device != EMB_TARGET].to_csv(files / "no_target.csv", index=False)
     out = files / "never_no_target.csv"
     assert run_cli(files, **{"--devices": files / "no_target.csv", "--out": out}) == 2
-    assert "no row in the device table" in one_error_line(capsys)
+    assert "no NB201 row in the device table" in one_error_line(capsys)
     assert run_cli(files, **{"--target": "my_phone", "--out": out}) == 2
-    assert "no row in the device table" in one_error_line(capsys)
+    assert "no NB201 row in the device table" in one_error_line(capsys)
     assert not out.exists()
 
 
@@ -411,3 +411,11 @@ def test_evaluate_checks_counts_before_any_work(tmp_path, capsys, argv):
         main(["evaluate", "--protocol", "P-X6", "--methods", "lut", "--out", str(tmp_path), *argv])
     assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written, no lock left
+
+
+def test_device_rows_of_other_search_spaces_are_skipped_and_said(files, capsys):
+    devs = pd.read_csv(files / "devices.csv")
+    devs["search_spaces"] = ["fbnet" if d == EMB_TARGET else "" for d in devs.device]  # blank: unknown, kept
+    devs.to_csv(files / "fbnet_target.csv", index=False)
+    assert run_cli(files, **{"--devices": files / "fbnet_target.csv", "--out": files / "never_fbnet.csv"}) == 2
+    assert "search_spaces lacks nb201" in one_error_line(capsys)
