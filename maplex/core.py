@@ -36,6 +36,12 @@ def _fsync_dir(folder: Path) -> None:
     finally: os.close(fd)
 
 # %% ../nbs/a0_core.ipynb #ce80fcba
+def _file_mode() -> int:
+    "The mode a new file gets from open(): 0o666 less this process's umask."
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
 @contextmanager
 def atomic_file(path,  # the file to (re)write
                 mode: str = "w",  # "w" (text, UTF-8) or "wb" (bytes)
@@ -45,6 +51,8 @@ def atomic_file(path,  # the file to (re)write
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, _file_mode())  # as open() would create it (mkstemp's own mode is 0600)
+
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
             f.flush()

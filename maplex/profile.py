@@ -716,7 +716,11 @@ def profile_device(
              else nb201.arch_indices(list(archs) if not isinstance(archs, str) else archs))
     if len(archs) == 0 or len(np.unique(archs)) != len(archs):
         raise ProfileError("archs must be non-empty and without repeats")
+    if min(repeats, probe_repeats, op_number) < 1 or warmup < 0:  # checked before anything is written
+        raise ProfileError(f"need repeats, probe_repeats and op_number >= 1 and warmup >= 0; got {repeats}, "
+                           f"{probe_repeats}, {op_number}, {warmup}")
     env = detect_environment()
+
     prefix = prefix or f"{'v' if env['hypervisor'] else ''}cpu{env['logical_cpus']}"
     if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_-]*', prefix):
         raise ProfileError(f"prefix {prefix!r} must be letters, digits, '_' or '-' (it becomes part of device names)")

@@ -3,6 +3,7 @@ import importlib
 import inspect
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -96,3 +97,12 @@ def test_threads_are_restored_by_the_profilers():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "shared.csv", "a,b\n1,2\n")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # what open() gives under umask 022, not mkstemp's 0600
+    finally:
+        os.umask(mask)

@@ -282,3 +282,10 @@ def test_embedded_dataset():
     env = P.read_environment()
     assert env[-1]['finished_utc'] and env[-1]['request']['settings']
     assert (P.embedded_dir() / 'README.md').is_file()
+
+
+@pytest.mark.parametrize("bad", [dict(repeats=0), dict(probe_repeats=0), dict(op_number=0), dict(warmup=-1)])
+def test_bad_counts_are_refused_before_anything_is_written(tmp_path, bad):
+    with pytest.raises(P.ProfileError, match="repeats"):
+        P.profile_device(tmp_path / "out", settings=["torch-t1-b1"], archs=[0, 1], progress=False, **bad)
+    assert not (tmp_path / "out").exists()
