@@ -51,7 +51,15 @@ def cmd_probes(args) -> int:
     return 0
 
 # %% ../nbs/99_cli.ipynb #0f66ae32
+def _arch_at(path, line: int, text: str) -> int:
+    "The arch_index of one arch string of a samples file; a DataError names the file and line."
+    try:
+        return nb201.arch_index(str(text))
+    except nb201.ArchError as e:
+        raise data.DataError(f"{path}, line {line}: {e}") from None
+
 def read_samples(path) -> pd.Series:
+
     "Read `arch_str,latency_ms` rows into an arch_index -> ms series, refusing anything doubtful."
     try: df = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -60,14 +68,16 @@ def read_samples(path) -> pd.Series:
     if list(df.columns) != ["arch_str", "latency_ms"]:
         raise data.DataError(f"{path}: expected the columns arch_str,latency_ms; "
                              f"found {','.join(map(str, df.columns))}.")
-    idx = nb201.arch_indices(df.arch_str.tolist())  # ArchError names a string outside the search space
+    idx = np.asarray([_arch_at(path, line, s) for line, s in enumerate(df.arch_str.fillna(""), start=2)], dtype=int)
     if (dup := pd.Index(idx).duplicated()).any():
         raise data.DataError(f"{path}: {df.arch_str[dup].iloc[0]} is listed more than once; "
                              "keep one measurement per cell (e.g. the median of your repeats).")
     ms = pd.to_numeric(df.latency_ms, errors="coerce")
     if (bad := ~(ms > 0) | ~np.isfinite(ms)).any():
-        raise data.DataError(f"{path}: latency {df.latency_ms[bad].iloc[0]!r} of {df.arch_str[bad].iloc[0]} is not a "
-                             "positive number of milliseconds.")
+        value = df.latency_ms[bad].iloc[0]
+        value = value.item() if isinstance(value, np.generic) else value  # -2.5, not np.float64(-2.5)
+        raise data.DataError(f"{path}, line {int(np.argmax(bad.to_numpy())) + 2}: latency {value!r} of "
+                             f"{df.arch_str[bad].iloc[0]} is not a positive number of milliseconds.")
     return pd.Series(ms.to_numpy(float), index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
 # %% ../nbs/99_cli.ipynb #d50970af

@@ -38,7 +38,9 @@ def _measurements(measured) -> pd.Series:
     idx = nb201.arch_indices(list(measured.index))  # an ArchError names anything outside the search space
     ms = pd.to_numeric(measured, errors="coerce").to_numpy(float)
     if (bad := ~(np.isfinite(ms) & (ms > 0))).any():
-        raise MaplexPredictorError(f"the latency of arch {idx[bad][0]} is {measured.iloc[np.argmax(bad)]!r}: every "
+        value = measured.iloc[[np.argmax(bad)]].tolist()[0]  # a plain float or str: -2.5, not np.float64(-2.5)
+        raise MaplexPredictorError(f"the latency of arch {idx[bad][0]} is {value!r}: every "
+
                                    "measurement must be a positive number of ms (re-measure it or leave it out).")
     if pd.Index(idx).duplicated().any():
         raise MaplexPredictorError(f"arch {idx[pd.Index(idx).duplicated()][0]} is measured twice; keep one value.")

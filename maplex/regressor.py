@@ -311,8 +311,10 @@ def _check_measurements(s, what: str) -> pd.Series:
                         f"{list(s.index[bad][:3])}; index the measurements by NB201 arch_index.")
     ms = pd.to_numeric(s, errors="coerce").to_numpy(float)
     if (bad := ~np.isfinite(ms) | (ms <= 0)).any():
+        value = s.iloc[[np.argmax(bad)]].tolist()[0]  # a plain float or str: -2.5, not np.float64(-2.5)
         raise TaskError(f"{what} has a NaN or non-positive latency at arch {s.index[bad][0]} "
-                        f"({s.iloc[np.argmax(bad)]!r}); latencies must be measured, positive ms.")
+                        f"({value!r}); latencies must be measured, positive ms.")
+
     if s.index.duplicated().any():
         raise TaskError(f"{what} measures arch {s.index[s.index.duplicated()][0]} twice; "
                         "average repeated measurements first.")

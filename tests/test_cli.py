@@ -419,3 +419,16 @@ def test_device_rows_of_other_search_spaces_are_skipped_and_said(files, capsys):
     devs.to_csv(files / "fbnet_target.csv", index=False)
     assert run_cli(files, **{"--devices": files / "fbnet_target.csv", "--out": files / "never_fbnet.csv"}) == 2
     assert "search_spaces lacks nb201" in one_error_line(capsys)
+
+
+def test_samples_errors_name_the_line_and_the_plain_value(files, capsys, tmp_path):
+    good = nb201.arch_str(3)
+    bad_arch = write_samples(tmp_path / "bad_arch.csv", [(good, 3.0), ("|conv_5x5~0|+|none~0|none~1|+|none~0|none~1"
+                                                                       "|none~2|", 2.0)])
+    assert main(predict_argv(files, **{"--samples": bad_arch})) == 2
+    line = one_error_line(capsys)
+    assert "bad_arch.csv, line 3" in line and "conv_5x5" in line
+    negative = write_samples(tmp_path / "negative.csv", [(good, 3.0), (nb201.arch_str(4), -2.5)])
+    assert main(predict_argv(files, **{"--samples": negative})) == 2
+    line = one_error_line(capsys)
+    assert "line 3: latency -2.5 of" in line and "np.float64" not in line
