@@ -55,8 +55,11 @@ docs: dev
 	PATH="$(if $(shell command -v quarto 2>/dev/null),,$(CURDIR)/tools:)$(CURDIR)/$(BIN):$$PATH" $(BIN)/nbdev_docs
 	PATH="$(if $(shell command -v quarto 2>/dev/null),,$(CURDIR)/tools:)$(CURDIR)/$(BIN):$$PATH" $(BIN)/nbdev_readme
 
+## The site as a visitor reads it (raw markup, math, figures, links) and lesson 70 in a real JupyterLab;
+## screenshots of the landing page and lessons 70 and 80 land in artifacts/.
 check-docs: docs
-	$(BIN)/python tools/check_site.py _docs --screenshot artifacts/landing.png
+	$(BIN)/python tools/check_site.py _docs index.html regressor.html evaluation.html --screenshots artifacts
+	$(BIN)/python tools/check_lab.py nbs/70_regressor.ipynb --screenshot artifacts/jupyterlab_70.png
 
 ## Build the wheel and import it in a fresh venv, from outside the source tree.
 wheel: dev

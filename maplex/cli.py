@@ -58,8 +58,8 @@ def _arch_at(path, line: int, text: str) -> int:
     except nb201.ArchError as e:
         raise data.DataError(f"{path}, line {line}: {e}") from None
 
+# %% ../nbs/99_cli.ipynb #6b81a82f
 def read_samples(path) -> pd.Series:
-
     "Read `arch_str,latency_ms` rows into an arch_index -> ms series, refusing anything doubtful."
     try: df = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
@@ -80,6 +80,17 @@ def read_samples(path) -> pd.Series:
                              f"{df.arch_str[bad].iloc[0]} is not a positive number of milliseconds.")
     return pd.Series(ms.to_numpy(float), index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
+# %% ../nbs/99_cli.ipynb #eb8fc93a
+def _check_target(train: data.LatencyTable, devices: data.DeviceTable, target: str) -> None:
+    "A DataError unless `target` is unseen in `train` and has a row in `devices`."
+    if target in train:
+        raise data.DataError(f"{target} is a column of the training table: a target's only measurements are its "
+                             "samples. Drop the column, or give the target another name.")
+    if target not in devices:
+        raise data.DataError(f"{target} has no NB201 row in the device table (rows whose search_spaces lacks "
+                             "nb201 are skipped); add one (class, batch_size, cores, max_clock_ghz, tdp_w; blanks for "
+                             "unknown specs).")
+
 # %% ../nbs/99_cli.ipynb #d50970af
 def predict_device(train: data.LatencyTable, # training devices' latencies
                    devices: data.DeviceTable, # specs of the training devices and the target
@@ -90,13 +101,7 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
                    threads: int | None = 1, # torch threads while fitting (1: the same numbers on any machine)
                   ) -> pd.DataFrame:
     "Predicted ms of all 15,625 cells of `target`, from its measured cells only."
-    if target in train:
-        raise data.DataError(f"{target} is a column of the training table: a target's only measurements are its "
-                             "samples. Drop the column, or give the target another name.")
-    if target not in devices:
-        raise data.DataError(f"{target} has no NB201 row in the device table (rows whose search_spaces lacks "
-                             "nb201 are skipped); add one (class, batch_size, cores, max_clock_ghz, tdp_w; blanks for "
-                             "unknown specs).")
+    _check_target(train, devices, target)
     devices = devices.select([*train.devices, target])  # names each training device missing from it
     m = evaluation.get_method(method)
     probe_archs = list(m.probe_archs)
@@ -215,6 +220,7 @@ def demo_report(df: pd.DataFrame, # rows of `leave_one_setting_out` or `evaluati
         evaluation.per_device(df, "acc10", k)[list(budgets.index)].round(3).to_markdown(), "", reading(df, k),
         "fit + predict per target, mean: " + ", ".join(f"{m} {s:.2f} s" for m, s in seconds.items())])
 
+# %% ../nbs/99_cli.ipynb #e31bcce0
 def reading(df: pd.DataFrame, k: int) -> str:
     "One line that reads the demo table: where maplex stands against the best other row on each target."
     t = evaluation.per_device(df, "acc10", k).drop(index="mean")
@@ -229,6 +235,7 @@ def reading(df: pd.DataFrame, k: int) -> str:
     return (f"How to read it: maplex (this package's predictor) is the best row on {int((gap >= 0).sum())} "
             f"of {len(gap)} targets and at most {-gap.min():.3f} behind the best other row ({gap.idxmin()}); {rows}")
 
+# %% ../nbs/99_cli.ipynb #b176725f
 def public_pool_hint() -> str:
     "One line: the public device pool is available, or how to get it."
     try: data.data_dir()
@@ -256,6 +263,34 @@ def cmd_demo(args) -> int:
     if args.data != "public": print(public_pool_hint())
     return 0
 
+# %% ../nbs/99_cli.ipynb #396b25a0
+def _add_download(sub) -> None:
+    "The `maplex download` sub-command."
+    d = sub.add_parser("download", help="fetch and verify HELP's public latency files into the cache",
+                       description="Download HELP's public NB201 latency files, check each against a pinned sha256, "
+                       "and convert them once into the cache.")
+    d.add_argument("--cache", help="folder to download into (default: $MAPLEX_CACHE or ~/.cache/maplex)")
+    d.add_argument("--base-url", default=data.DEFAULT_URL, help="HELP's data/ folder (default: GitHub, pinned commit)")
+    d.add_argument("--devices", nargs="*", help="only these device files (default: the 21 NB201 settings)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_download)
+
+# %% ../nbs/99_cli.ipynb #220ed00b
+def _add_info(sub) -> None:
+    "The `maplex info` sub-command."
+    sub.add_parser("info", help="where the public data is read from, and its devices",
+                   description="Say which folder the public latency table is read from ($MAPLEX_DATA or the "
+                   "download cache) and list its devices with their specs.").set_defaults(func=cmd_info)
+
+def _add_probes(sub) -> None:
+    "The `maplex probes` sub-command."
+    pr = sub.add_parser("probes", help="print the cells a method needs measured on a new device",
+                        description="Print the arch strings of a method's probe cells, one per line (nothing for a "
+                        "method without probes): measure these on your device, besides your samples.")
+    pr.add_argument("--method", default="maplex",
+                    help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex)")
+    pr.set_defaults(func=cmd_probes)
+
 # %% ../nbs/99_cli.ipynb #b44179ac
 def build_parser() -> argparse.ArgumentParser:
     "The `maplex` command-line parser."
@@ -268,23 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"maplex {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(sub)
-    d = sub.add_parser("download", help="fetch and verify HELP's public latency files into the cache",
-                       description="Download HELP's public NB201 latency files, check each against a pinned sha256, "
-                       "and convert them once into the cache.")
-    d.add_argument("--cache", help="folder to download into (default: $MAPLEX_CACHE or ~/.cache/maplex)")
-    d.add_argument("--base-url", default=data.DEFAULT_URL, help="HELP's data/ folder (default: GitHub, pinned commit)")
-    d.add_argument("--devices", nargs="*", help="only these device files (default: the 21 NB201 settings)")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
-    d.set_defaults(func=cmd_download)
-    sub.add_parser("info", help="where the public data is read from, and its devices",
-                   description="Say which folder the public latency table is read from ($MAPLEX_DATA or the "
-                   "download cache) and list its devices with their specs.").set_defaults(func=cmd_info)
-    pr = sub.add_parser("probes", help="print the cells a method needs measured on a new device",
-                        description="Print the arch strings of a method's probe cells, one per line (nothing for a "
-                        "method without probes): measure these on your device, besides your samples.")
-    pr.add_argument("--method", default="maplex",
-                    help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex)")
-    pr.set_defaults(func=cmd_probes)
+    _add_download(sub)
+    _add_info(sub)
+    _add_probes(sub)
     _add_predict(sub)
     profile.build_profile_parser(sub)
     _add_evaluate(sub)
@@ -292,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/99_cli.ipynb #5b2ff0f8
 def _add_demo(sub) -> None:
+    "The `maplex demo` sub-command."
     p = sub.add_parser("demo", help="predict each embedded runtime setting from 3 samples + probes (offline)",
                        description="Hold each runtime setting of the embedded dataset out in turn, measure k of its "
                        "cells plus the method's probes, predict its test cells with the closest-device floor, "
@@ -306,6 +328,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for --data public (default: 2)")
     p.set_defaults(func=cmd_demo)
 
+# %% ../nbs/99_cli.ipynb #722981eb
 def positive_int(text: str) -> int:
     "An argparse type: a whole number >= 1, checked before any work starts."
     try:
@@ -316,7 +339,9 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
 
+# %% ../nbs/99_cli.ipynb #c72e1f31
 def _add_predict(sub) -> None:
+    "The `maplex predict` sub-command."
     p = sub.add_parser("predict", help="predict all 15,625 cells of a device from a few of its measurements",
                        description="Predict the latency of every NAS-Bench-201 cell on TARGET from its measured "
                        "samples (and the method's probes, listed by `maplex probes`).")
@@ -331,7 +356,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--out", required=True, help="where to write arch_index,arch_str,latency_ms")
     p.set_defaults(func=cmd_predict)
 
+# %% ../nbs/99_cli.ipynb #62242f4b
 def _add_evaluate(sub) -> None:
+    "The `maplex evaluate` sub-command."
     p = sub.add_parser("evaluate", help="run a protocol; write results.csv, a markdown table and plots",
                        description="Evaluate methods on the public data under a leave-one-device-out protocol, over "
                        "k and seeds; resumable (rows already in results.csv are kept).")

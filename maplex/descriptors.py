@@ -6,28 +6,23 @@
 from __future__ import annotations
 
 import inspect
-import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import nb201
-from .core import MaplexError
 from .data import CLASS_ORDER, POOL, DeviceTable, LatencyTable
+from .checks import DescriptorError, _check_device, _checked_probes, _device_counters, _probe_text  # noqa: F401
+from .perfstat import (COUNTER_OPS, EVENT_ALIASES, MAPLE_EVENTS, MISSING_MARKERS,  # noqa: F401
+                             PERF_COLUMNS, PerfParseError, canonical_event, counter_table, parse_perf_stat,
+                             parse_perf_table)
 
 # %% auto #0
-__all__ = ['MISSING_MARKERS', 'PERF_COLUMNS', 'EVENT_ALIASES', 'MAPLE_EVENTS', 'COUNTER_OPS', 'PROBE_CELLS', 'PROBES',
-           'SPEC_FEATURES', 'DESCRIPTOR_KINDS', 'ENCODINGS', 'DescriptorError', 'Descriptor', 'PerfParseError',
-           'parse_perf_table', 'canonical_event', 'parse_perf_stat', 'counter_table', 'normalise_counts',
+__all__ = ['PROBE_CELLS', 'PROBES', 'SPEC_FEATURES', 'DESCRIPTOR_KINDS', 'ENCODINGS', 'Descriptor', 'normalise_counts',
            'CounterDescriptor', 'EdgeCounterDescriptor', 'isolating_cells', 'fingerprint', 'ProbeFingerprint',
            'probe_latencies', 'descriptor_table', 'impute_spec', 'SpecDescriptor', 'NoDescriptor', 'CombinedDescriptor',
            'get_descriptor', 'descriptor_costs', 'encode', 'join_features']
-
-# %% ../nbs/20_descriptors.ipynb #fb0019a1
-class DescriptorError(MaplexError):
-    "A descriptor cannot be built; the message says what is missing and how to supply it."
 
 # %% ../nbs/20_descriptors.ipynb #baa49cbb
 class Descriptor:
@@ -54,135 +49,6 @@ class Descriptor:
         return (f"{type(self).__name__}({self.name!r}: {len(self.feature_names())} features, "
                 f"n_probes={self.n_probes}, n_runs={self.n_runs})")
 
-# %% ../nbs/20_descriptors.ipynb #50b5f5ed
-def _check_device(device: str, devices: DeviceTable) -> pd.Series:
-    "The DeviceTable row of `device`, or a DescriptorError that says how to add it."
-    if not isinstance(devices, DeviceTable):
-        raise DescriptorError(f"devices must be a maplex.data.DeviceTable (e.g. load_devices()), "
-                              f"got {type(devices).__name__}")
-    if device not in devices:
-        raise DescriptorError(f"device {device!r} is not in the DeviceTable "
-                              f"({len(devices)} devices: {', '.join(devices.devices[:5])}, ...); "
-                              f"add its row first, e.g. devices.add({device!r}, **{{'class': 'gpu'}}, "
-                              "cores=..., max_clock_ghz=..., tdp_w=...)")
-    return devices.df.loc[device]
-
-# %% ../nbs/20_descriptors.ipynb #cfac8fef
-class PerfParseError(MaplexError):
-    "`perf stat -x,` output that cannot be read; the message quotes the line."
-
-# perf's marker -> status
-MISSING_MARKERS: dict[str, str] = {'<not supported>': 'not supported', '<not counted>': 'not counted'}
-PERF_COLUMNS = ('value', 'unit', 'variance_pct', 'run_time', 'running_pct', 'metric_value', 'metric_unit', 'status')
-_NUMBER = re.compile(r'[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?')  # C locale: no digit grouping, '.' decimal mark
-
-# %% ../nbs/20_descriptors.ipynb #a713e926
-def _number(field: str, what: str, n: int, line: str) -> float:
-    "A C-locale number from one field; NaN for an empty field."
-    field = field.strip()
-    if not field: return math.nan
-    if not _NUMBER.fullmatch(field):
-        raise PerfParseError(f"line {n}: {what} {field!r} is not a plain number "
-                             "(C locale: '.' decimal mark, no digit grouping); "
-                             f"rerun perf with LC_ALL=C. Line: {line!r}")
-    return float(field)
-
-# %% ../nbs/20_descriptors.ipynb #b7b67df8
-def _perf_row(fields: list[str], n: int, line: str) -> dict:
-    "One event line, split into the columns of `PERF_COLUMNS` (plus `event`)."
-    value, unit, event, *rest = (f.strip() for f in fields)
-    variance = _number(rest.pop(0)[:-1], 'variance', n, line) if rest and rest[0].endswith('%') else math.nan
-    if len(rest) > 4:
-        raise PerfParseError(f"line {n}: {len(fields)} fields, more than perf stat -x prints for one event; "
-                             f"cgroup (-G) and per-thread output are not supported. Line: {line!r}")
-    run_time, running, metric, metric_unit = rest + [''] * (4 - len(rest))
-    status = MISSING_MARKERS.get(value, 'counted')
-    row = dict(event=event, value=math.nan if status != 'counted' else _number(value, 'value', n, line), unit=unit,
-               variance_pct=variance, run_time=_number(run_time, 'run time', n, line),
-               running_pct=_number(running, 'running %', n, line),
-               metric_value=float(metric) if _NUMBER.fullmatch(metric) else math.nan, metric_unit=metric_unit,
-               status=status)
-    if status == 'counted' and row['running_pct'] == 0: row.update(value=math.nan, status='not counted')  # never ran
-    return row
-
-# %% ../nbs/20_descriptors.ipynb #7377bc77
-def parse_perf_table(text: str,  # everything `perf stat -x<sep>` wrote: its stderr, or the `-o` file
-                     sep: str = ','  # the separator that was given to -x
-                    ) -> pd.DataFrame:
-    "Every counter line of `perf stat -x,` output as a row: index `event`, columns `PERF_COLUMNS`."
-    rows, seen = [], {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith('#'): continue  # blank, or a comment like '# started on ...'
-        fields = line.split(sep)
-        if len(fields) < 3:
-            raise PerfParseError(f"line {n}: expected value{sep}unit{sep}event{sep}..., got {line!r}; "
-                                 f"was perf run with -x{sep} ?")
-        if not fields[2].strip():
-            # a metric-only line (',,,,,0.04,stalled cycles per insn'): a ratio, not a counter
-            if not fields[0].strip(): continue
-            raise PerfParseError(f"line {n}: no event name in field 3 of {line!r}; "
-                                 "interval (-I) and per-CPU (-A) output are not supported, run perf stat without them")
-        row = _perf_row(fields, n, line)
-        if row['event'] in seen:
-            raise PerfParseError(f"line {n}: event {row['event']!r} already appeared on line {seen[row['event']]}; "
-                                 "parse one run at a time (no -I, -A or concatenated runs)")
-        seen[row['event']] = n; rows.append(row)
-    if not rows:
-        raise PerfParseError("no counter lines in the text; perf writes its counts to stderr (or to the -o file), "
-                             "was that what you passed?")
-    return pd.DataFrame(rows).set_index('event')[list(PERF_COLUMNS)]
-
-# %% ../nbs/20_descriptors.ipynb #b857b4ed
-# perf alias -> the name we use
-EVENT_ALIASES: dict[str, str] = {'cpu-cycles': 'cycles', 'branches': 'branch-instructions'}
-
-def canonical_event(name: str  # an event name as perf printed it, e.g. 'cpu-cycles:u'
-                   ) -> str:
-    "The event without modifiers (':u', ':k', ...) and with perf's aliases resolved, e.g. 'cpu-cycles:u' -> 'cycles'."
-    base = name.strip().split(':')[0]
-    return EVENT_ALIASES.get(base, base)
-
-# %% ../nbs/20_descriptors.ipynb #125022d4
-def parse_perf_stat(text: str,  # everything `perf stat -x<sep>` wrote
-                    sep: str = ',',  # the separator that was given to -x
-                    min_running_pct: float = 0.0,  # counts that ran for less of the time than this become NaN
-                    canonical: bool = True  # strip modifiers and resolve aliases (`canonical_event`)
-                   ) -> pd.Series:
-    "Counter values of `perf stat -x,` output by event; unsupported or uncounted events are NaN, never 0."
-    table = parse_perf_table(text, sep)
-    # multiplexed too little -> NaN
-    values = table['value'].where(table['running_pct'].fillna(100.0) >= min_running_pct)
-    if canonical:
-        values.index = [canonical_event(e) for e in values.index]
-        if values.index.duplicated().any():
-            raise PerfParseError(f"events {sorted(set(values.index[values.index.duplicated()]))} appear twice "
-                                 "once modifiers are stripped (e.g. cycles:u and cycles:k); "
-                                 "pass canonical=False to keep them apart")
-    return values.rename('value').rename_axis('event').astype(float)
-
-# %% ../nbs/20_descriptors.ipynb #1f3b404b
-MAPLE_EVENTS: tuple[str, ...] = ('cycles', 'instructions', 'cache-references', 'cache-misses', 'L1-dcache-loads',
-                                 'L1-dcache-load-misses', 'LLC-loads', 'LLC-load-misses',
-                                 'branch-instructions', 'branch-misses')
-COUNTER_OPS: tuple[str, ...] = ('nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3')  # the NB201 ops that compute something
-
-# %% ../nbs/20_descriptors.ipynb #2a8cab22
-def counter_table(
-    runs: Mapping[str, str],  # op name -> the `perf stat -x,` text of one counted run of that op
-    events: Sequence[str] = MAPLE_EVENTS,  # events to keep (canonical names); absent ones become NaN
-    duration_ms: Mapping[str, float] | None = None  # op -> ms the counted run lasted; default: its task-clock
-) -> pd.DataFrame:
-    "Counts of `events` per operation (rows) plus each run's `duration_ms`; NaN = not available."
-    rows = {}
-    for op, text in runs.items():
-        if op not in nb201.OPS:
-            raise DescriptorError(f"unknown operation {op!r}; the NB201 operations are {', '.join(nb201.OPS)}")
-        values = parse_perf_stat(text)
-        row = values.reindex(list(events))
-        row['duration_ms'] = (duration_ms or {}).get(op, values.get('task-clock', math.nan))
-        rows[op] = row
-    return pd.DataFrame(rows).T.rename_axis('op').astype(float)
-
 # %% ../nbs/20_descriptors.ipynb #cb79ec6b
 def normalise_counts(table: pd.DataFrame,  # `counter_table` of one device (ops x events, plus duration_ms)
                      per: str = 'instructions',  # the normaliser: 'instructions' (MAPLE) or 'duration_ms' (MAPLE-Edge)
@@ -198,17 +64,23 @@ def normalise_counts(table: pd.DataFrame,  # `counter_table` of one device (ops 
     scale = 1e3 if per == 'instructions' else 1.0  # per kilo-instruction (the MPKI convention) or per ms
     return table[events].div(denom, axis=0) * scale  # r_{o,e} = scale * c_{o,e} / n_o
 
-# %% ../nbs/20_descriptors.ipynb #5110d6e1
-def _device_counters(counters: Mapping[str, pd.DataFrame], device: str, ops: Sequence[str]) -> pd.DataFrame:
-    "The counter table rows of `ops` for `device`, or a DescriptorError saying how to record them."
-    if device not in counters:
-        raise DescriptorError(f"no counters for {device!r} (have: {', '.join(counters) or 'none'}); "
-                              f"record one `perf stat -x,` run per operation {tuple(ops)} on it "
-                              "(tests/fixtures/perf/record_op_workload.py shows how) and "
-                              "pass counter_table(...) of those runs in `counters`")
-    if gone := [op for op in ops if op not in counters[device].index]:
-        raise DescriptorError(f"the counters of {device!r} lack the operation(s) {gone}; record a perf run of each")
-    return counters[device].loc[list(ops)]
+# %% ../nbs/20_descriptors.ipynb #f2f77105
+def _counter_values(rates: pd.DataFrame,  # (ops, events) normalised counts; NaN = not counted
+                    device: str,  # the device, for the message
+                    per: str,  # the normaliser, for the message
+                    allow_missing: bool  # encode gaps as 0 plus a flag instead of raising
+                   ) -> np.ndarray:
+    "log10(1 + rate), operation-major; a gap raises, or with `allow_missing` becomes 0 plus a missing flag."
+    x = np.log10(1 + rates.to_numpy(float)).ravel()  # (ops * events,) h = log10(1 + r)
+    missing = np.isnan(x)
+    if missing.any() and not allow_missing:
+        raise DescriptorError(f"{device!r} has no value for {', '.join(rates.columns[rates.isna().any()])} "
+                              f"(perf printed <not supported> or <not counted>, or {per!r} is missing); "
+                              "a VM without PMU access misses every hardware event. "
+                              "Pass allow_missing=True to encode gaps as 0 plus a missing flag, "
+                              "or use the 'probe' or 'spec' descriptor")
+    if allow_missing: x = np.concatenate([np.where(missing, 0.0, x), missing])  # values, then one flag per value
+    return x.astype(np.float32)
 
 # %% ../nbs/20_descriptors.ipynb #ab37eca7
 class CounterDescriptor(Descriptor):
@@ -221,8 +93,8 @@ class CounterDescriptor(Descriptor):
                  events: Sequence[str] = MAPLE_EVENTS,  # counters used
                  ops: Sequence[str] = COUNTER_OPS,  # operations characterised (one perf run each)
                  allow_missing: bool = False):  # encode missing counters as 0 plus a flag instead of raising
-        self.counters, self.events, self.ops, self.allow_missing = (
-            dict(counters), tuple(events), tuple(ops), allow_missing)
+        self.counters, self.events, self.ops = dict(counters), tuple(events), tuple(ops)
+        self.allow_missing = allow_missing
         if self.per != 'duration_ms' and self.per not in self.events:
             raise DescriptorError(f"{type(self).__name__} divides by {self.per!r}, so events must include it")
         self.normalised = [e for e in self.events if e != self.per]  # the normaliser itself would always be 1
@@ -234,19 +106,8 @@ class CounterDescriptor(Descriptor):
 
     def __call__(self, device: str, devices: DeviceTable, probes: pd.Series | None = None) -> np.ndarray:
         _check_device(device, devices)
-        # (ops, events)
         rates = normalise_counts(_device_counters(self.counters, device, self.ops), self.per, self.normalised)
-        x = np.log10(1 + rates.to_numpy(float)).ravel()  # (ops * events,) operation-major
-        missing = np.isnan(x)
-        if missing.any() and not self.allow_missing:
-            raise DescriptorError(f"{device!r} has no value for {', '.join(rates.columns[rates.isna().any()])} "
-                                  f"(perf printed <not supported> or <not counted>, or {self.per!r} is missing); "
-                                  "a VM without PMU access misses every hardware event. "
-                                  "Pass allow_missing=True to encode gaps as 0 plus a missing flag, "
-                                  "or use the 'probe' or 'spec' descriptor")
-        if self.allow_missing:
-            x = np.concatenate([np.where(missing, 0.0, x), missing])  # values, then one flag per value
-        return x.astype(np.float32)
+        return _counter_values(rates, device, self.per, self.allow_missing)  # (ops * events,) or twice that
 
 # %% ../nbs/20_descriptors.ipynb #3f86f6a0
 class EdgeCounterDescriptor(CounterDescriptor):
@@ -280,30 +141,6 @@ def fingerprint(latency_ms: np.ndarray  # (P,) or (n, P) probe latencies in ms, 
     "Scale-free shape of probe latencies: ln t_p minus the mean over probes of ln t_q."
     logs = np.log(np.asarray(latency_ms, dtype=float))  # (..., P)
     return logs - logs.mean(axis=-1, keepdims=True)  # f_p = ln t_p - mean_q ln t_q
-
-# %% ../nbs/20_descriptors.ipynb #2f25cb78
-def _probe_text(probes: Sequence[int]) -> str:
-    "Probe indices with their arch strings, for error messages."
-    return '; '.join(f'{i}: {nb201.arch_str(i)}' for i in probes)
-
-def _checked_probes(probes: pd.Series | None, device: str, wanted: Sequence[int]) -> np.ndarray:
-    "The latencies of `wanted` from `probes` (arch_index -> ms), or a DescriptorError saying what to measure."
-    how = (f"measure the networks on the device and pass all {len(wanted)} as probes=pd.Series(ms, index=PROBES), "
-           "or for a device in a LatencyTable use probe_latencies(table, device)")
-    if probes is None:
-        raise DescriptorError(f"the probe descriptor needs {device!r}'s latency of arch indices {list(wanted)}: "
-                              f"{how}. Arch strings: {_probe_text(wanted)}")
-    if not isinstance(probes, pd.Series):
-        raise DescriptorError(f"probes must be a pd.Series arch_index -> ms, got {type(probes).__name__}")
-    if gone := [i for i in wanted if i not in probes.index]:
-        raise DescriptorError(f"probes for {device!r} lack arch indices {gone}: {how}. "
-                              f"Arch strings: {_probe_text(gone)}")
-    ms = pd.to_numeric(probes.loc[list(wanted)], errors='coerce').to_numpy(float)
-    if bad := [i for i, v in zip(wanted, ms) if not (np.isfinite(v) and v > 0)]:
-        raise DescriptorError(f"probe latency of arch {bad} on {device!r} is {probes.loc[bad].tolist()}: "
-                              "every probe needs a measured, positive latency in ms "
-                              "(re-measure it; a probe cannot be skipped)")
-    return ms
 
 # %% ../nbs/20_descriptors.ipynb #06777002
 class ProbeFingerprint(Descriptor):
@@ -353,6 +190,7 @@ def descriptor_table(descriptor: Descriptor,  # any descriptor
 # %% ../nbs/20_descriptors.ipynb #06c80ede
 SPEC_FEATURES: tuple[str, ...] = ('cores', 'max_clock_ghz', 'tdp_w', 'batch_size')  # DeviceTable columns, log10-scaled
 
+# %% ../nbs/20_descriptors.ipynb #06c80edb
 def impute_spec(device: str,  # a device of `devices`
                 col: str,  # a numeric column of `devices.df`, e.g. 'tdp_w'
                 devices: DeviceTable  # all public rows
@@ -402,6 +240,7 @@ class NoDescriptor(Descriptor):
         _check_device(device, devices)
         return np.zeros(0, dtype=np.float32)
 
+# %% ../nbs/20_descriptors.ipynb #772ccdbb
 class CombinedDescriptor(Descriptor):
     "Several descriptors side by side; probes they share are measured once."
     def __init__(self, parts: Sequence[Descriptor]):
@@ -418,6 +257,7 @@ class CombinedDescriptor(Descriptor):
 DESCRIPTOR_KINDS: dict[str, type] = {'none': NoDescriptor, 'spec': SpecDescriptor, 'probe': ProbeFingerprint,
                                      'counters': CounterDescriptor, 'edge-counters': EdgeCounterDescriptor}
 
+# %% ../nbs/20_descriptors.ipynb #71a2a06b
 def get_descriptor(kind: str,  # a key of DESCRIPTOR_KINDS, or several joined by '+', e.g. 'probe+spec'
                    **kwargs  # constructor arguments, each given to the parts that accept it (e.g. counters=...)
                   ) -> Descriptor:
@@ -448,6 +288,7 @@ def descriptor_costs(kinds: Sequence[str] = ('none', 'spec', 'probe', 'probe+spe
 # %% ../nbs/20_descriptors.ipynb #f448ea7d
 ENCODINGS: dict[str, object] = {'onehot': nb201.onehot, 'counts': nb201.op_counts}  # name -> (archs -> (n, E) float32)
 
+# %% ../nbs/20_descriptors.ipynb #f448ea7b
 def encode(archs,  # arch strings and/or NB201 indices
            kind: str = 'onehot'  # a key of ENCODINGS
           ) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
@@ -33,9 +33,10 @@ __all__ = ['HELP_REFERENCE', 'HELP_VALID', 'HELP_TABLE3', 'HELP_CODE_VERSION', '
            'HELP_FORMAT', 'DENORMS', 'HelpError', 'MissingProbesError', 'hardware_embedding', 'minmax_scale',
            'minmax_unscale', 'trim_outliers', 'cell_features', 'arch_inputs', 'GraphConv', 'HelpNet', 'ZModulator',
            'modulate', 'HelpConfig', 'HelpModel', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData',
-           'device_data', 'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'meta_train', 'cache_key',
-           'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles', 'Help', 'validation_scores',
-           'evaluate_help', 'compare_table3', 'help_method', 'help_protocol_scores']
+           'device_data', 'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'episode_loss', 'Checkpoint',
+           'meta_train', 'cache_key', 'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles',
+           'minmax_affine', 'affine_fit', 'HelpPredictor', 'Help', 'validation_scores', 'help_method',
+           'help_protocol_scores', 'evaluate_help', 'compare_table3']
 
 # %% ../nbs/85_help.ipynb #eb49427f
 HELP_REFERENCE = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)  # HELP's 10 reference cells (NB201 indices)
@@ -257,7 +258,6 @@ def inner_adapt(model: HelpModel, P: dict, params: dict, x: torch.Tensor, y: tor
         params = {k: v - lrs[_lr_key(k)] * (g[k] if second_order else g[k].detach()) for k, v in params.items()}
     return params
 
-# %% ../nbs/85_help.ipynb #69fd6060
 def task_loss(model: HelpModel, P: dict, xs, ys, xq, yq, hw, eps) -> tuple[torch.Tensor, torch.Tensor]:
     "One device's meta-training loss: MSE on its query after adapting on its support, and the KL term."
     params, kl = start_params(model, P, hw, eps)
@@ -320,12 +320,40 @@ def validate(model: HelpModel, devices: list[DeviceData], X: torch.Tensor, rng: 
         rhos.append(stats.spearmanr(pred, d.y[q].numpy())[0])
     return float(np.mean(rhos))
 
-# %% ../nbs/85_help.ipynb #cdce478e
 def sample_episode(devices: list[DeviceData], config: HelpConfig, rng: np.random.Generator) -> tuple[list, ...]:
     "An episode: `tasks` devices, each with `support` + `query` distinct trimmed pool cells."
     chosen = rng.permutation(len(devices))[:config.tasks]
     cells = [rng.permutation(devices[i].cells)[:config.support + config.query] for i in chosen]
     return [devices[i] for i in chosen], [c[:config.support] for c in cells], [c[config.support:] for c in cells]
+
+# %% ../nbs/85_help.ipynb #94d96195
+def episode_loss(model: HelpModel, devs: list[DeviceData], s: list, q: list, # an episode (`sample_episode`)
+                 X: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    "The outer loss of one episode, all devices at once (`vmap`), and the devices' query MSEs."
+    batched = vmap(partial(task_loss, model), in_dims=(None, 0, 0, 0, 0, 0, 0))
+    n_z = model.zmod.n if model.zmod is not None else 1
+    mse, kl = batched(dict(model.named_parameters()),
+                      X[np.stack(s)], torch.stack([d.y[i] for d, i in zip(devs, s)]),  # (T, support, ...), (T, support)
+                      X[np.stack(q)], torch.stack([d.y[i] for d, i in zip(devs, q)]),  # (T, query, ...), (T, query)
+                      torch.stack([d.hw for d in devs]), torch.randn(len(devs), n_z, generator=gen, dtype=DTYPE))
+    return mse.mean() + model.config.kl_scale * kl.sum(), mse  # HELP: sum_t (L_t / T + kl_scale * KL_t)
+
+# %% ../nbs/85_help.ipynb #3800e92d
+@dataclass
+class Checkpoint:
+    "The validation record and the weights with the best meta-validation Spearman so far (HELP's model selection)."
+    rows: list = field(default_factory=list) # one dict per validation
+    best_rho: float = -np.inf # the best validation Spearman
+    best_episode: int = 0 # where it was reached
+    state: dict | None = None # the weights there
+
+    def update(self, model: HelpModel, episode: int, query_mse: float, rho: float, seconds: float,
+               keep_last: bool = False) -> None: # keep_last: no validation devices, keep every new model
+        "Record one validation; keep the weights when they beat the best so far."
+        self.rows.append(dict(episode=episode, query_mse=query_mse, valid_spearman=rho, seconds=seconds))
+        if keep_last or self.state is None or rho > self.best_rho:
+            self.best_rho, self.best_episode = rho, episode
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 # %% ../nbs/85_help.ipynb #38260914
 def meta_train(table: data.LatencyTable, # latencies of (at least) the training and validation devices
@@ -340,38 +368,27 @@ def meta_train(table: data.LatencyTable, # latencies of (at least) the training 
     if not train_devices: raise HelpError("meta-training needs at least one training device.")
     if both := set(train_devices) & set(valid_devices):
         raise HelpError(f"devices {sorted(both)} are both training and validation devices; use each in one role.")
-    train = [device_data(table, d, config) for d in train_devices]
-    valid = [device_data(table, d, config) for d in valid_devices]
+    train, valid = ([device_data(table, d, config) for d in ds] for ds in (train_devices, valid_devices))
     X = arch_inputs(np.asarray(data.POOL), config.encoder)  # (900, ...) inputs of the pool cells
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = HelpModel(config)
     rng, val_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     gen, val_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=config.meta_lr)
-    batched = vmap(lambda P, *args: task_loss(model, P, *args), in_dims=(None, 0, 0, 0, 0, 0, 0))
-    best, best_rho, best_episode, rows, t0 = None, -np.inf, 0, [], time.perf_counter()
+    opt, ckpt, t0 = torch.optim.Adam(model.parameters(), lr=config.meta_lr), Checkpoint(), time.perf_counter()
     for episode in range(1, config.episodes + 1):
-        devs, s, q = sample_episode(train, config, rng)
-        n_z = model.zmod.n if model.zmod is not None else 1
-        mse, kl = batched(dict(model.named_parameters()),
-                          X[np.stack(s)], torch.stack([d.y[i] for d, i in zip(devs, s)]),
-                          X[np.stack(q)], torch.stack([d.y[i] for d, i in zip(devs, q)]),
-                          torch.stack([d.hw for d in devs]), torch.randn(len(devs), n_z, generator=gen, dtype=DTYPE))
-        loss = mse.mean() + config.kl_scale * kl.sum()  # HELP: sum_t (L_t / T + kl_scale * KL_t)
-        opt.zero_grad(); loss.backward(); opt.step()
+        loss, mse = episode_loss(model, *sample_episode(train, config, rng), X, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         if episode % config.eval_every == 0 or episode == config.episodes:
             rho = validate(model, valid, X, val_rng, val_gen) if valid else float("nan")
-            rows.append(dict(episode=episode, query_mse=float(mse.detach().mean()), valid_spearman=rho,
-                             seconds=time.perf_counter() - t0))
-            if log: log(f"episode {episode}: query MSE {rows[-1]['query_mse']:.4f}, valid Spearman {rho:.3f}")
-            if not valid or best is None or rho > best_rho:  # HELP: keep the best meta-validation Spearman
-                best_rho, best_episode = rho, episode
-                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best)
-    history = pd.DataFrame(rows)
-    model.info = dict(train_devices=train_devices, valid_devices=valid_devices, seed=seed, best_episode=best_episode,
-                      seconds=round(time.perf_counter() - t0, 1), history=history.to_dict("list"))
+            ckpt.update(model, episode, float(mse.detach().mean()), rho, time.perf_counter() - t0, keep_last=not valid)
+            if log: log(f"episode {episode}: query MSE {ckpt.rows[-1]['query_mse']:.4f}, valid Spearman {rho:.3f}")
+    model.load_state_dict(ckpt.state)
+    model.info = dict(train_devices=train_devices, valid_devices=valid_devices, seed=seed,
+                      best_episode=ckpt.best_episode, seconds=round(time.perf_counter() - t0, 1),
+                      history=pd.DataFrame(ckpt.rows).to_dict("list"))
     return model
 
 # %% ../nbs/85_help.ipynb #09a36009
@@ -444,10 +461,46 @@ def split_roles(devices: Iterable[str], valid_devices: Iterable[str] = HELP_VALI
     train = [d for d in devices if d not in valid_devices]
     return (train, valid) if len(train) >= 2 and valid else (devices, [])
 
-# %% ../nbs/85_help.ipynb #eced3869
+# %% ../nbs/85_help.ipynb #09915b39
 DENORMS = ("minmax", "fit", "calibrate")  # samples' min-max; that, then least squares; least squares first
 
-class Help:
+def minmax_affine(support: pd.Series, # the target's samples (ms)
+                  portion: float = 0.9) -> tuple[float, float]:
+    "(a, b) of ms = a z + b that inverts `minmax_scale` over the samples' own range (HELP's scaling, no leak)."
+    lo, hi = float(support.min()), float(support.max())
+    a = (hi - lo) / portion
+    return a, lo - a * (1 - portion) / 2
+
+def affine_fit(z: np.ndarray, # normalised predictions of the measured cells
+               ms: np.ndarray, # their measured latencies
+              ) -> tuple[float, float] | None:
+    "(a, b) of the least-squares line ms ~ a z + b; None unless a > 0 (the map back to ms must keep the order)."
+    a, b = np.polyfit(z, ms, 1)
+    return (float(a), float(b)) if a > 0 else None
+
+# %% ../nbs/85_help.ipynb #2f3b36a1
+class HelpPredictor:
+    "What a fitted `Help` predicts with: the meta-trained `model`, the adapted weight sets and the map to ms."
+    def _adapt(self, archs, z, seed: int, steps: int | None = None) -> None:
+        "Adapt the meta-trained model on normalised latencies `z` of `archs`, one weight set per z draw."
+        x = None if archs is None else arch_inputs(archs, self.config.encoder)
+        y = None if z is None else torch.tensor(z, dtype=DTYPE)
+        self.adapted = adapt_mc(self.model, x, y, self.hw, torch.Generator().manual_seed(seed), steps=steps)
+
+    def predict_normalised(self, archs) -> np.ndarray:
+        "Normalised predictions for `archs`, before de-normalisation."
+        if not hasattr(self, "adapted"): raise HelpError("call fit(task) before predict.")
+        x = arch_inputs(nb201.arch_indices(archs), self.config.encoder)
+        return predict_mc(self.model, self.adapted, x, self.hw)
+
+    def predict(self, archs) -> np.ndarray:
+        "Predicted latency (ms) of `archs` (strings and/or NB201 indices) on the fitted target."
+        if not hasattr(self, "scale"): raise HelpError("call fit(task) before predict.")
+        a, b = self.scale
+        return a * self.predict_normalised(archs) + b
+
+# %% ../nbs/85_help.ipynb #eced3869
+class Help(HelpPredictor):
     "HELP as an evaluation method: meta-train on the task's training devices (cached), adapt on its k samples."
     name = "help"
     probe_archs = HELP_REFERENCE  # measured on the target: the hardware embedding (budget k + 10)
@@ -464,46 +517,22 @@ class Help:
         self.meta_seed, self.valid_devices, self.denorm, self.cache = meta_seed, tuple(valid_devices), denorm, cache
 
     def fit(self, task: Task, seed: int = 0) -> "Help":
-        "Meta-train (or load), embed the target, adapt on its samples and set the de-normalisation."
+        "Meta-train (or load), embed the target, set the map to ms, adapt on its samples."
         self.hw = torch.from_numpy(hardware_embedding(task.probes, device=task.target))
         support = adaptation_samples(task)
-        train, valid = split_roles(task.train.devices, self.valid_devices)
         meta_seed = seed if self.meta_seed is None else self.meta_seed
-        self.model = pretrained(task.train, train, valid, self.config, meta_seed, self.cache)
-        self.scale = self._scale(support, task.probes, seed)  # ms = a z + b; from the target's measurements only
+        self.model = pretrained(task.train, *split_roles(task.train.devices, self.valid_devices), self.config,
+                                meta_seed, self.cache)
+        measured = pd.concat([support, task.probes])  # every cell measured on the target
+        self.scale = minmax_affine(support, self.config.portion)
+        if self.denorm == "calibrate":  # (a, b) from the unadapted model (steps=0) on the measured cells
+            self._adapt(None, None, seed, steps=0)
+            self.scale = affine_fit(self.predict_normalised(measured.index), measured.to_numpy()) or self.scale
         a, b = self.scale
-        y = torch.tensor((support.to_numpy() - b) / a, dtype=DTYPE)  # the samples on the model's scale
-        self.adapted = adapt_mc(self.model, arch_inputs(support.index, self.config.encoder), y, self.hw,
-                                torch.Generator().manual_seed(seed))
-        if self.denorm == "fit": self.scale = self._least_squares(pd.concat([support, task.probes])) or self.scale
+        self._adapt(support.index, (support.to_numpy() - b) / a, seed)  # the samples on the model's scale
+        if self.denorm == "fit":
+            self.scale = affine_fit(self.predict_normalised(measured.index), measured.to_numpy()) or self.scale
         return self
-
-    def _least_squares(self, measured: pd.Series) -> tuple[float, float] | None:
-        "(a, b) of ms ~ a z + b over the measured cells, z the current normalised prediction; None unless a > 0."
-        a, b = np.polyfit(self.predict_normalised(measured.index), measured.to_numpy(), 1)
-        return (float(a), float(b)) if a > 0 else None
-
-    def _scale(self, support: pd.Series, probes: pd.Series, seed: int) -> tuple[float, float]:
-        "The map from normalised latency to ms: inverse min-max of the samples, or calibrated on all measurements."
-        lo, hi, portion = float(support.min()), float(support.max()), self.config.portion
-        a = (hi - lo) / portion
-        minmax = (a, lo - a * (1 - portion) / 2)  # inverts minmax_scale(., lo, hi, portion)
-        if self.denorm != "calibrate": return minmax
-        self.adapted = adapt_mc(self.model, None, None, self.hw, torch.Generator().manual_seed(seed),
-                                steps=0)  # the z-modulated starting weights, before any inner step
-        return self._least_squares(pd.concat([support, probes])) or minmax
-
-    def predict_normalised(self, archs) -> np.ndarray:
-        "Normalised predictions for `archs`, before de-normalisation."
-        if not hasattr(self, "adapted"): raise HelpError("call fit(task) before predict.")
-        x = arch_inputs(nb201.arch_indices(archs), self.config.encoder)
-        return predict_mc(self.model, self.adapted, x, self.hw)
-
-    def predict(self, archs) -> np.ndarray:
-        "Predicted latency (ms) of `archs` (strings and/or NB201 indices) on the fitted target."
-        if not hasattr(self, "scale"): raise HelpError("call fit(task) before predict.")
-        a, b = self.scale
-        return a * self.predict_normalised(archs) + b
 
 # %% ../nbs/85_help.ipynb #80a2f66e
 def validation_scores(protocol: str = "P-HELP", # its training devices provide the model and the validation devices
@@ -529,6 +558,50 @@ def validation_scores(protocol: str = "P-HELP", # its training devices provide t
                 m = Help(denorm=denorm, meta_seed=meta_seed, **help_kwargs).fit(task, seed=draw)
                 scores = metrics(m.predict(rest), lat.loc[rest].to_numpy())
                 rows.append(dict(device=dev, draw=draw, denorm=denorm, **scores))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/85_help.ipynb #378c1ad9
+def help_method() -> Help:
+    "HELP as the evaluation runs it: HELP's settings, one shared meta-trained model (meta_seed=0) per training set."
+    return Help(meta_seed=0)
+
+register_method("help", help_method, module="maplex.help")
+
+# %% ../nbs/85_help.ipynb #ff9f1b23
+def _meta_test_rows(model: HelpModel, lat: pd.Series, kept: np.ndarray, s: np.ndarray, draw: int,
+                    scalings: Iterable[str]) -> list[dict]:
+    "One support draw `s` of HELP's own meta-test on one target, scored under each scaling of the target."
+    view, hw, cfg, rows = score_cells("help", lat), torch.from_numpy(hardware_embedding(lat)), model.config, []
+    for scaling in scalings:
+        span = lat.loc[kept] if scaling == "leaky" else lat.loc[s]  # "leaky" reads the target's trimmed pool
+        lo, hi = span.min(), span.max()
+        y = torch.tensor(minmax_scale(lat.loc[s].to_numpy(), lo, hi, cfg.portion), dtype=DTYPE)
+        adapted = adapt_mc(model, arch_inputs(s, cfg.encoder), y, hw, torch.Generator().manual_seed(draw))
+        pred = minmax_unscale(predict_mc(model, adapted, arch_inputs(view, cfg.encoder), hw), lo, hi, cfg.portion)
+        rows.append(dict(scaling=scaling, **metrics(pred, lat.loc[view].to_numpy())))
+    return rows
+
+# %% ../nbs/85_help.ipynb #026e3b45
+def help_protocol_scores(seeds: Iterable[int] = range(3), # meta-training seeds (one model each)
+                         draws: Iterable[int] = range(10), # support draws per target and seed
+                         scalings: Iterable[str] = ("leaky", "support"), # target scale: trimmed pool's or support's
+                         targets: Iterable[str] = HELP_TARGETS, # P-HELP targets
+                         table: data.LatencyTable | None = None,
+                         **help_kwargs, # `Help` settings (episodes, encoder, cache, ...)
+                        ) -> pd.DataFrame:
+    "Diagnostic, not a method: our models under HELP's own meta-test (support from the target's trimmed pool)."
+    table = table if table is not None else data.load_nb201()
+    h, pool, rows = Help(**help_kwargs), list(get_protocol("P-HELP").pool), []
+    train, valid = split_roles(pool, h.valid_devices)
+    for seed in seeds:
+        model = pretrained(table.select(pool), train, valid, h.config, seed, h.cache)
+        for target in targets:
+            lat = table[target]  # this reads the target's pool: fine for a diagnostic, never for a method
+            kept = trim_outliers(lat.loc[np.asarray(data.POOL)], model.config.trim)
+            for draw in draws:
+                s = np.random.default_rng([seed, draw, 99]).choice(kept, model.config.support, replace=False)
+                rows += [dict(seed=seed, target=target, draw=draw, **r)
+                         for r in _meta_test_rows(model, lat, kept, s, draw, scalings)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/85_help.ipynb #d7f0030c
@@ -568,43 +641,3 @@ def compare_table3(rows: pd.DataFrame, # rows of `evaluate_help` or `evaluation.
     out.loc["mean"] = [per_seed.mean(), per_seed.std(), per_seed.count(), out["published"].mean()]
     out["gap"] = out["ours"] - out["published"]
     return out
-
-# %% ../nbs/85_help.ipynb #378c1ad9
-def help_method() -> Help:
-    "HELP as the evaluation runs it: HELP's settings, one shared meta-trained model (meta_seed=0) per training set."
-    return Help(meta_seed=0)
-
-register_method("help", help_method, module="maplex.help")
-
-# %% ../nbs/85_help.ipynb #026e3b45
-def help_protocol_scores(seeds: Iterable[int] = range(3), # meta-training seeds (one model each)
-                         draws: Iterable[int] = range(10), # support draws per target and seed
-                         scalings: Iterable[str] = ("leaky", "support"), # target scale: trimmed pool's or support's
-                         targets: Iterable[str] = HELP_TARGETS, # P-HELP targets
-                         table: data.LatencyTable | None = None,
-                         **help_kwargs, # `Help` settings (episodes, encoder, cache, ...)
-                        ) -> pd.DataFrame:
-    "Diagnostic, not a method: our models under HELP's own meta-test (support from the target's trimmed pool)."
-    table = table if table is not None else data.load_nb201()
-    h, pool, rows = Help(**help_kwargs), list(get_protocol("P-HELP").pool), []
-    train, valid = split_roles(pool, h.valid_devices)
-    for seed in seeds:
-        model = pretrained(table.select(pool), train, valid, h.config, seed, h.cache)
-        for target in targets:
-            lat = table[target]  # this reads the target's pool: fine for a diagnostic, never for a method
-            kept = trim_outliers(lat.loc[np.asarray(data.POOL)], model.config.trim)
-            view, hw = score_cells("help", lat), torch.from_numpy(hardware_embedding(lat))
-            for draw in draws:
-                s = np.random.default_rng([seed, draw, 99]).choice(kept, model.config.support, replace=False)
-                for scaling in scalings:
-                    span = lat.loc[kept] if scaling == "leaky" else lat.loc[s]
-                    lo, hi = span.min(), span.max()
-                    y = torch.tensor(minmax_scale(lat.loc[s].to_numpy(), lo, hi, model.config.portion), dtype=DTYPE)
-                    gen = torch.Generator().manual_seed(draw)
-                    adapted = adapt_mc(model, arch_inputs(s, model.config.encoder), y, hw, gen)
-
-                    z = predict_mc(model, adapted, arch_inputs(view, model.config.encoder), hw)
-                    pred = minmax_unscale(z, lo, hi, model.config.portion)
-                    rows.append(dict(seed=seed, target=target, draw=draw, scaling=scaling,
-                                     **metrics(pred, lat.loc[view].to_numpy())))
-    return pd.DataFrame(rows)

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 from collections.abc import Iterable, Sequence
 from functools import cache
 
 import numpy as np
 import pandas as pd
 
-from .core import MaplexError
-
 # %% auto #0
-__all__ = ['OPS', 'EDGES', 'N_ARCHS', 'ArchLike', 'C_STEM', 'N_CELLS', 'IMAGE_SIZE', 'NUM_CLASSES', 'STAGES', 'ARCH_FORMAT',
-           'SHUFFLE_SEED', 'ONEHOT_NAMES', 'ArchError', 'draw_cell', 'format_arch', 'parse_arch', 'all_arch_strs',
-           'arch_str', 'arch_index', 'arch_indices', 'op_ids', 'onehot', 'op_counts', 'skeleton_layers', 'edge_costs',
-           'flops_params', 'live_edges', 'is_zero_output', 'cost_table']
+__all__ = ['OPS', 'EDGES', 'N_ARCHS', 'ArchLike', 'C_STEM', 'N_CELLS', 'IMAGE_SIZE', 'NUM_CLASSES', 'STAGES', 'SHUFFLE_SEED',
+           'ONEHOT_NAMES', 'draw_cell', 'format_arch', 'parse_arch', 'all_arch_strs', 'arch_str', 'arch_index',
+           'arch_indices', 'op_ids', 'onehot', 'op_counts', 'skeleton_layers', 'edge_costs', 'flops_params',
+           'live_edges', 'is_zero_output', 'cost_table', 'ArchError', 'ARCH_FORMAT']
+
+# %% ../nbs/00_nb201.ipynb #ba74fcd9
+from .archstr import ARCH_FORMAT, ArchError, check_index, check_ops, read_arch  # noqa: F401  (appendix A5)
+_all_ = ['ArchError', 'ARCH_FORMAT']
 
 # %% ../nbs/00_nb201.ipynb #804156e0
 OPS: tuple[str, ...] = ('none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3')  # op id = position
@@ -28,43 +29,31 @@ EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3
 N_ARCHS: int = len(OPS) ** len(EDGES)  # every op on every edge: 5**6 cells
 ArchLike = str | int  # one architecture: its arch string or its official NB201 index
 
-# %% ../nbs/00_nb201.ipynb #fa2aedf2
-class ArchError(MaplexError):
-    "A malformed NB201 arch string, op list or index; the message quotes the bad part."
-
-# %% ../nbs/00_nb201.ipynb #e6507494
-def _checked_ops(ops: Sequence[str]) -> tuple[str, ...]:
-    "`ops` as a tuple of 6 known op names, or an `ArchError` naming the bad one."
-    if isinstance(ops, str):
-        raise ArchError(f"expected 6 op names, got the string {ops!r}; use parse_arch for arch strings")
-    ops = tuple(ops)
-    if len(ops) != len(EDGES): raise ArchError(f"expected {len(EDGES)} ops (one per edge), got {len(ops)}: {ops!r}")
-    for k, op in enumerate(ops):
-        if op not in OPS:
-            raise ArchError(f"unknown op {op!r} on edge {k} ({EDGES[k][0]}<-{EDGES[k][1]}); "
-                            f"known ops: {', '.join(OPS)}")
-    return ops
-
-# %% ../nbs/00_nb201.ipynb #16c67f2e
+# %% ../nbs/00_nb201.ipynb #a7697cce
 _OP_COLORS = {'none': '0.7', 'skip_connect': 'tab:green', 'nor_conv_1x1': 'tab:orange',
               'nor_conv_3x3': 'tab:red', 'avg_pool_3x3': 'tab:blue'}
 
+def _draw_edge(ax, j: int, i: int, op: str):
+    "One labelled arrow i -> j: neighbours straight, skip-one edges above, the 0->3 edge below."
+    rad = {1: 0.0, 2: -0.4, 3: 0.3}[j - i]
+    ax.annotate('', (2 * j, 0), (2 * i, 0),
+                arrowprops=dict(arrowstyle='-|>', color=_OP_COLORS[op], lw=2, shrinkA=10, shrinkB=10,
+                                ls='--' if op == 'none' else '-', connectionstyle=f'arc3,rad={rad}'))
+    y = 0.18 if rad == 0 else -rad * (j - i)  # label just above a straight edge, at the top of an arc
+    ax.text(i + j, y, op, ha='center', va='center', size=7, bbox=dict(fc='w', ec='none', pad=0.5))
+
+# %% ../nbs/00_nb201.ipynb #16c67f2e
 def draw_cell(ops: Sequence[str],  # 6 op names in `EDGES` order, e.g. `parse_arch(s)`
               ax=None):  # matplotlib axes to draw on; a new small figure if None
     "Draw the 4-node cell DAG with each edge labelled by its op."
     import matplotlib.pyplot as plt
-    ops = _checked_ops(ops)
+    ops = check_ops(ops, OPS, EDGES)
     if ax is None: _, ax = plt.subplots(figsize=(6.5, 2.4))
     for n in range(4):
         ax.annotate(str(n), (2 * n, 0), ha='center', va='center', size=11, bbox=dict(boxstyle='circle', fc='w'))
-    for (j, i), op in zip(EDGES, ops):
-        rad = {1: 0.0, 2: -0.4, 3: 0.3}[j - i]  # neighbours straight, skip-one edges above, the 0->3 edge below
-        ax.annotate('', (2 * j, 0), (2 * i, 0),
-                    arrowprops=dict(arrowstyle='-|>', color=_OP_COLORS[op], lw=2, shrinkA=10, shrinkB=10,
-                                    ls='--' if op == 'none' else '-', connectionstyle=f'arc3,rad={rad}'))
-        y = 0.18 if rad == 0 else -rad * (j - i)  # label just above a straight edge, at the top of an arc
-        ax.text(i + j, y, op, ha='center', va='center', size=7, bbox=dict(fc='w', ec='none', pad=0.5))
-    ax.set_xlim(-0.5, 6.5); ax.set_ylim(-1.2, 1.5); ax.set_aspect('equal'); ax.axis('off')
+    for (j, i), op in zip(EDGES, ops): _draw_edge(ax, j, i, op)
+    ax.set(xlim=(-0.5, 6.5), ylim=(-1.2, 1.5), aspect='equal')
+    ax.axis('off')
     return ax
 
 # %% ../nbs/00_nb201.ipynb #a2ce8b96
@@ -79,44 +68,15 @@ STAGES: tuple[tuple[int, int], ...] = tuple((C_STEM * 2**s, IMAGE_SIZE // 2**s) 
 def format_arch(ops: Sequence[str]  # 6 op names in `EDGES` order
                ) -> str:
     "The NB201 arch string of an op assignment (the inverse of `parse_arch`)."
-    ops = _checked_ops(ops)
+    ops = check_ops(ops, OPS, EDGES)
     groups = [[f'{op}~{i}' for (j, i), op in zip(EDGES, ops) if j == node] for node in (1, 2, 3)]
     return '+'.join('|' + '|'.join(g) + '|' for g in groups)
-
-# %% ../nbs/00_nb201.ipynb #f241b87b
-ARCH_FORMAT = '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'  # what a valid arch string looks like
-
-# %% ../nbs/00_nb201.ipynb #e7237da9
-def _parse_group(group: str,  # one '+'-separated piece, e.g. '|none~0|skip_connect~1|'
-                 node: int  # the node it feeds (1, 2 or 3)
-                ) -> list[str]:
-    "The op names of one node group, in source-node order."
-    if len(group) < 2 or group[0] != '|' or group[-1] != '|':
-        raise ArchError(f"node {node} group {group!r} must start and end with '|' (format {ARCH_FORMAT})")
-    tokens = group[1:-1].split('|')
-    if len(tokens) != node:
-        raise ArchError(f"node {node} needs {node} incoming edge(s), got {len(tokens)} in {group!r} "
-                        f"(format {ARCH_FORMAT})")
-    ops = []
-    for i, tok in enumerate(tokens):
-        m = re.fullmatch(r'([^~|+]*)~(\d+)', tok)
-        if m is None: raise ArchError(f"edge {tok!r} into node {node} is not of the form 'op~{i}'")
-        if int(m[2]) != i:
-            raise ArchError(f"edge {tok!r} into node {node} must come from node {i} ('~{i}'): sources run ~0, ~1, ...")
-        if m[1] not in OPS:
-            raise ArchError(f"unknown op {m[1]!r} in edge {tok!r} into node {node}; known ops: {', '.join(OPS)}")
-        ops.append(m[1])
-    return ops
 
 # %% ../nbs/00_nb201.ipynb #cc62fceb
 def parse_arch(s: str  # an NB201 arch string, e.g. '|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|'
               ) -> tuple[str, ...]:
     "The 6 op names of an arch string, in `EDGES` order; `ArchError` if it is malformed."
-    if not isinstance(s, str): raise ArchError(f"an arch string must be a str, got {type(s).__name__}: {s!r}")
-    groups = s.split('+')
-    if len(groups) != 3:
-        raise ArchError(f"expected 3 node groups joined by '+', got {len(groups)} in {s!r} (format {ARCH_FORMAT})")
-    return tuple(op for node, g in enumerate(groups, start=1) for op in _parse_group(g, node))
+    return read_arch(s, OPS)
 
 # %% ../nbs/00_nb201.ipynb #911a772b
 SHUFFLE_SEED = 88  # NB201's generator: random.seed(88); random.shuffle(archs)
@@ -141,26 +101,16 @@ def _index_of() -> dict[str, int]:
     "Arch string -> official index (cached)."
     return {s: i for i, s in enumerate(_arch_strs())}
 
-# %% ../nbs/00_nb201.ipynb #ac63bc05
 def all_arch_strs() -> list[str]:
     "All 15,625 arch strings in official NB201 index order (a fresh list from a cache)."
     return list(_arch_strs())
-
-# %% ../nbs/00_nb201.ipynb #cef6bd26
-def _checked_index(i) -> int:
-    "`i` as a Python int in 0..15624, or an `ArchError`."
-    if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
-        raise ArchError(f"an arch index must be an int, got {type(i).__name__}: {i!r}")
-    if not 0 <= i < N_ARCHS: raise ArchError(f"arch index {int(i)} is out of range 0..{N_ARCHS - 1}")
-    return int(i)
 
 # %% ../nbs/00_nb201.ipynb #ded11b01
 def arch_str(index: int  # official NB201 index, 0..15624
             ) -> str:
     "The arch string of an NB201 index."
-    return _arch_strs()[_checked_index(index)]
+    return _arch_strs()[check_index(index, N_ARCHS)]
 
-# %% ../nbs/00_nb201.ipynb #cae0d585
 def arch_index(s: str  # an NB201 arch string
               ) -> int:
     "The official NB201 index of an arch string."
@@ -168,21 +118,21 @@ def arch_index(s: str  # an NB201 arch string
     return _index_of()[format_arch(parse_arch(s))]  # parse_arch raises an ArchError naming the bad part
 
 # %% ../nbs/00_nb201.ipynb #12a45431
+def _one_index(a: ArchLike, k: int) -> int:
+    "The index of `archs[k]` (a string or an int), its `ArchError` prefixed with the position."
+    try: return arch_index(a) if isinstance(a, str) else check_index(a, N_ARCHS)
+    except ArchError as e: raise ArchError(f'archs[{k}]: {e}') from None
+
 def arch_indices(
     archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int indices (a mix is fine), or a single one
 ) -> np.ndarray:
     "Official NB201 indices (int64) of many architectures, validated."
     if isinstance(archs, (str, int, np.integer)): archs = [archs]
     if isinstance(archs, (pd.Series, pd.Index)): archs = archs.to_numpy()
-    if isinstance(archs, np.ndarray) and archs.dtype.kind in 'iu':
-        bad = (archs < 0) | (archs >= N_ARCHS)
-        if bad.any(): _checked_index(archs[bad][0])
+    if isinstance(archs, np.ndarray) and archs.dtype.kind in 'iu':  # fast path: an integer array
+        if (bad := (archs < 0) | (archs >= N_ARCHS)).any(): check_index(archs[bad][0], N_ARCHS)
         return archs.astype(np.int64).ravel()
-    out = []
-    for k, a in enumerate(archs):
-        try: out.append(arch_index(a) if isinstance(a, str) else _checked_index(a))
-        except ArchError as e: raise ArchError(f'archs[{k}]: {e}') from None
-    return np.array(out, dtype=np.int64)
+    return np.array([_one_index(a, k) for k, a in enumerate(archs)], dtype=np.int64)
 
 # %% ../nbs/00_nb201.ipynb #46a38e34
 def op_ids(archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int indices
@@ -190,10 +140,9 @@ def op_ids(archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int indic
     "Op id (index into `OPS`) of each edge, int8 of shape (n, 6)."
     return _op_table()[arch_indices(archs)]
 
-# %% ../nbs/00_nb201.ipynb #e022d29f
+# %% ../nbs/00_nb201.ipynb #c1d9a8b1
 ONEHOT_NAMES: tuple[str, ...] = tuple(f'{j}<-{i}:{op}' for j, i in EDGES for op in OPS[1:])  # column names of `onehot`
 
-# %% ../nbs/00_nb201.ipynb #c1d9a8b1
 def onehot(archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int indices
           ) -> np.ndarray:
     "MAPLE's 24-value encoding, float32 (n, 24): per edge, one-hot over OPS[1:]; `none` = all zeros."
@@ -259,8 +208,10 @@ def live_edges(archs: ArchLike | Iterable[ArchLike]  # arch strings and/or int i
     "Boolean (n, 6): edge is not `none` and lies on some node-0 -> node-3 path of non-`none` edges."
     e = op_ids(archs) != 0  # (n, 6) edge carries a real op; columns 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2
     yes = np.ones(len(e), dtype=bool)
-    from0_1 = e[:, 0]; from0_2 = e[:, 1] | (from0_1 & e[:, 2])  # node 1, node 2 reachable from node 0
-    to3_2 = e[:, 5]; to3_1 = e[:, 4] | (e[:, 2] & to3_2)  # node 3 reachable from node 2, node 1
+    from0_1 = e[:, 0]  # node 1 reachable from node 0
+    from0_2 = e[:, 1] | (from0_1 & e[:, 2])  # node 2 reachable from node 0
+    to3_2 = e[:, 5]  # node 3 reachable from node 2
+    to3_1 = e[:, 4] | (e[:, 2] & to3_2)  # node 3 reachable from node 1
     src_ok = np.stack([yes, yes, from0_1, yes, from0_1, from0_2], 1)  # (n, 6) the edge's source is reachable
     dst_ok = np.stack([to3_1, to3_2, to3_2, yes, yes, yes], 1)  # (n, 6) the edge's target reaches node 3
     return e & src_ok & dst_ok
@@ -285,7 +236,6 @@ def _cost_table() -> pd.DataFrame:
                          'flops_pruned_m': flops_p, 'params_pruned_m': params_p},
                         index=pd.Index(idx, name='arch_index'))
 
-# %% ../nbs/00_nb201.ipynb #bd2f7466
 def cost_table() -> pd.DataFrame:
     "FLOPs (M MACs), params (M), zero-output flag (and pruned variants) of all 15,625 cells, by NB201 index."
     return _cost_table().copy()

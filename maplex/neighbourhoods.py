@@ -12,76 +12,14 @@ import numpy as np
 import pandas as pd
 
 from . import nb201
-from .core import MaplexError
+from .checks import (COMBINES, ZERO_OUTPUT_MODES, NeighbourhoodError,  # noqa: F401
+                           _as_arch_ids, _check_latencies, _check_params, device_weights, latency_matrix,
+                           table_positions)
 from .data import LatencyTable
 
 # %% auto #0
-__all__ = ['COMBINES', 'ZERO_OUTPUT_MODES', 'NeighbourhoodError', 'latency_matrix', 'device_weights', 'relative_deviation',
-           'combine_deviation', 'weighted_quantile', 'table_positions', 'zero_output_flags', 'allowed_pairs',
-           'neighbourhoods', 'neighbour_frame', 'holdout_agreement', 'loo_agreement']
-
-# %% ../nbs/50_neighbourhoods.ipynb #be338024
-class NeighbourhoodError(MaplexError):
-    "Bad input to the neighbourhood search; the message names the problem and the fix."
-
-COMBINES: tuple[str, ...] = ('all', 'mean', 'median', 'quantile')  # ways to fold per-device deviations into one
-ZERO_OUTPUT_MODES: tuple[str, ...] = ('exclude', 'separate', 'mix')  # what to do with zero-output cells
-
-# %% ../nbs/50_neighbourhoods.ipynb #826b7a1e
-def latency_matrix(train_ms: LatencyTable | pd.DataFrame | np.ndarray,  # training latencies, archs x devices (ms)
-                   index: Sequence[int] | None = None  # arch index of each row of an array; default 0..n-1
-                  ) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    "Validated float64 latencies (n, D), their arch indices (n,) and device names (None for an array)."
-    if isinstance(train_ms, LatencyTable): train_ms = train_ms.ms
-    names = None
-    if isinstance(train_ms, pd.DataFrame):
-        if index is not None:
-            raise NeighbourhoodError("`index` is only for plain arrays; a table carries its own arch index")
-        names, index, train_ms = [str(c) for c in train_ms.columns], train_ms.index.to_numpy(), train_ms.to_numpy()
-    try: lat = np.asarray(train_ms, dtype=np.float64)
-    except (TypeError, ValueError): raise NeighbourhoodError("training latencies must be numbers (ms)") from None
-    if lat.ndim != 2:
-        raise NeighbourhoodError(f"training latencies must be 2-D (archs x devices), got shape {lat.shape}")
-    if lat.shape[1] == 0: raise NeighbourhoodError("no training devices: pass at least one device column")
-    if lat.shape[0] == 0: raise NeighbourhoodError("no architectures in the training table")
-    idx = np.arange(len(lat)) if index is None else np.asarray(index)
-    if idx.shape != (len(lat),) or idx.dtype.kind not in 'iu':
-        raise NeighbourhoodError(f"`index` must hold one int arch index per row ({len(lat)}), "
-                                 f"got {idx.dtype} of shape {idx.shape}")
-    if len(np.unique(idx)) != len(idx): raise NeighbourhoodError("duplicate arch indices in the training table")
-    _check_latencies(lat, idx, names)
-    return lat, idx.astype(np.int64), names
-
-# %% ../nbs/50_neighbourhoods.ipynb #537ee807
-def _check_latencies(lat: np.ndarray, idx: np.ndarray, names: list[str] | None):
-    "Raise a `NeighbourhoodError` naming the devices with NaN, infinite or non-positive latencies."
-    for what, bad in (('missing (NaN) or infinite', ~np.isfinite(lat)),
-                      ('zero or negative', np.isfinite(lat) & (lat <= 0))):
-        if bad.any():
-            cols = np.flatnonzero(bad.any(0))
-            devs = [names[c] if names else f'column {c}' for c in cols]
-            raise NeighbourhoodError(f"{bad.sum()} {what} latencies on {', '.join(devs)} "
-                                     f"(e.g. arch {idx[bad.any(1)][0]}); "
-                                     "relative deviations need positive ms: drop those archs or devices first")
-
-# %% ../nbs/50_neighbourhoods.ipynb #18cbb5f0
-def device_weights(weights: Sequence[float] | pd.Series | None,  # one weight per training device, or None for equal
-                   n_dev: int,  # number of training devices
-                   names: list[str] | None = None  # device names, to align a Series
-                  ) -> np.ndarray:
-    "Non-negative device weights summing to 1, float64 (n_dev,)."
-    if weights is None: return np.full(n_dev, 1 / n_dev)
-    if isinstance(weights, pd.Series):
-        if names is None:
-            raise NeighbourhoodError("weights as a Series need a table with device names; pass an array instead")
-        missing = sorted(set(names) - set(map(str, weights.index)))
-        if missing: raise NeighbourhoodError(f"no weight for training device(s) {missing}; give one per device")
-        weights = weights.rename(index=str)[names].to_numpy()
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n_dev,): raise NeighbourhoodError(f"need {n_dev} device weights, got shape {w.shape}")
-    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise NeighbourhoodError(f"device weights must be finite, >= 0 and not all zero, got {w}")
-    return w / w.sum()
+__all__ = ['relative_deviation', 'combine_deviation', 'weighted_quantile', 'zero_output_flags', 'allowed_pairs', 'neighbourhoods',
+           'neighbour_frame', 'holdout_agreement', 'loo_agreement']
 
 # %% ../nbs/50_neighbourhoods.ipynb #61879a41
 def relative_deviation(ref_ms: np.ndarray,  # latencies of the references on the D devices, (R, D)
@@ -115,30 +53,6 @@ def weighted_quantile(x: np.ndarray,  # values, (..., D)
     cum_w = np.cumsum(w[order], axis=-1)  # (..., D) weight share up to each sorted value
     k = (cum_w < q - 1e-9).sum(-1, keepdims=True)  # first sorted position reaching q
     return np.take_along_axis(np.take_along_axis(x, order, -1), k, -1)[..., 0]
-
-# %% ../nbs/50_neighbourhoods.ipynb #c1b21b46
-def _as_arch_ids(archs, what: str) -> np.ndarray:
-    "Arch indices (int64, 1-D) from ints or NB201 arch strings."
-    a = np.asarray(archs).ravel()
-    if a.size == 0: return np.zeros(0, np.int64)
-    if a.dtype.kind in 'OU': a = nb201.arch_indices(list(a))
-    if a.dtype.kind not in 'iu':
-        raise NeighbourhoodError(f"{what} must be int arch indices or arch strings, got {a.dtype}")
-    return a.astype(np.int64)
-
-def table_positions(idx: np.ndarray,  # arch index of each table row
-                    archs,  # arch indices (or NB201 arch strings) to look up
-                    what: str = 'refs'  # what they are, for the error message
-                   ) -> np.ndarray:
-    "Row positions of `archs` in a table whose rows hold arch indices `idx`."
-    a = _as_arch_ids(archs, what)
-    order = np.argsort(idx)
-    pos = order[np.searchsorted(idx, a, sorter=order).clip(0, len(idx) - 1)]
-    missing = a[idx[pos] != a]
-    if len(missing):
-        raise NeighbourhoodError(f"{len(missing)} {what} not in the training table (e.g. {missing[:5].tolist()}): "
-                                 "use archs measured on every training device (in the protocols, the pool 0..899)")
-    return pos
 
 # %% ../nbs/50_neighbourhoods.ipynb #ec6d3ee5
 def zero_output_flags(idx: np.ndarray  # NB201 arch indices
@@ -176,22 +90,11 @@ def _closest(c: np.ndarray,  # combined deviations, inf where not a neighbour, (
     cut_tie = np.isfinite(kth[:, 0]) & ((c == kth).sum(1) > (val == kth).sum(1))  # argpartition split a tie arbitrarily
     out = []
     for row, p, v, redo in zip(c, part, val, cut_tie):
-        if redo: p = np.flatnonzero(row <= v[-1]); p = p[np.argsort(row[p], kind='stable')][:max_size]
+        if redo:
+            p = np.flatnonzero(row <= v[-1])
+            p = p[np.argsort(row[p], kind='stable')][:max_size]
         out.append(p if redo else p[np.isfinite(v)])
     return out
-
-# %% ../nbs/50_neighbourhoods.ipynb #adcbec23
-def _check_params(bound, max_size, combine, zero_output, q, chunk_mb):
-    "Raise a `NeighbourhoodError` for a bad search setting, before any work is done."
-    if not bound > 0:
-        raise NeighbourhoodError(f"bound must be a relative deviation > 0 (e.g. 0.05 for 5 %), got {bound}")
-    if isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size < 1:
-        raise NeighbourhoodError(f"max_size must be an int >= 1 (neighbours kept per reference), got {max_size!r}")
-    if combine not in COMBINES: raise NeighbourhoodError(f"unknown combine {combine!r}; choose one of {COMBINES}")
-    if zero_output not in ZERO_OUTPUT_MODES:
-        raise NeighbourhoodError(f"unknown zero_output {zero_output!r}; choose one of {ZERO_OUTPUT_MODES}")
-    if not 0 < q <= 1: raise NeighbourhoodError(f"quantile q must be in (0, 1], got {q}")
-    if not chunk_mb > 0: raise NeighbourhoodError(f"chunk_mb must be > 0 (memory per chunk, in MiB), got {chunk_mb}")
 
 # %% ../nbs/50_neighbourhoods.ipynb #45da2368
 def _search(train_ms, refs, bound, combine, max_size, candidates, weights, q, zero_output, index, chunk_mb
@@ -214,7 +117,8 @@ def _search(train_ms, refs, bound, combine, max_size, candidates, weights, q, ze
         ok = (c <= bound) & allowed_pairs(zero[rp], zero[cand_pos], zero_output) & (cand_idx != idx[rp][:, None])
         c = np.where(ok, c, np.inf)  # (r, N); inf = not a neighbour (too far, zero-output rule, or the ref itself)
         for row, pos in zip(c, _closest(c, max_size)):
-            nbrs.append(cand_idx[pos]); devs.append(row[pos])
+            nbrs.append(cand_idx[pos])
+            devs.append(row[pos])
     return nbrs, devs
 
 # %% ../nbs/50_neighbourhoods.ipynb #b27178dd

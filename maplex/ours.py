@@ -24,6 +24,7 @@ __all__ = ['CLIP', 'FLOOR', 'FLOORS', 'RIDGE', 'CANDIDATES', 'MaplexPredictorErr
 class MaplexPredictorError(MaplexError):
     "Input the maplex predictor cannot use; the message names the problem and the fix."
 
+# %% ../nbs/75_maplex.ipynb #ce1005a0
 CLIP = float(np.log(1.5))  # kappa: a leave-one-out log error beyond 50 % counts as 50 %
 FLOOR = 1e-6  # epsilon added to every mean squared log error (0.1 % rms): no candidate is trusted absolutely
 FLOORS = (FLOOR, 0.03 ** 2, 0.1 ** 2, float("inf"))  # the floors the inner study compares (inf: equal weights)
@@ -40,7 +41,6 @@ def _measurements(measured) -> pd.Series:
     if (bad := ~(np.isfinite(ms) & (ms > 0))).any():
         value = measured.iloc[[np.argmax(bad)]].tolist()[0]  # a plain float or str: -2.5, not np.float64(-2.5)
         raise MaplexPredictorError(f"the latency of arch {idx[bad][0]} is {value!r}: every "
-
                                    "measurement must be a positive number of ms (re-measure it or leave it out).")
     if pd.Index(idx).duplicated().any():
         raise MaplexPredictorError(f"arch {idx[pd.Index(idx).duplicated()][0]} is measured twice; keep one value.")
@@ -80,6 +80,7 @@ def closest_log_ms(fit: ClosestFit,  # the closest device and its map
     outside = ~np.isin(archs, np.asarray(POOL))
     return fit.slope * (np.log(col.reindex(archs).to_numpy()) - drift * outside) + fit.intercept
 
+# %% ../nbs/75_maplex.ipynb #f889933d
 def pool_drift(col: pd.Series  # one training device's latencies (ms), pool cells and others
               ) -> float:
     "delta_d: median log-ratio to the device's own probe table outside the pool minus inside it (0 without both)."
@@ -88,6 +89,7 @@ def pool_drift(col: pd.Series  # one training device's latencies (ms), pool cell
     inside = np.isin(col.index, np.asarray(POOL))
     return float(np.median(r[~inside]) - np.median(r[inside])) if inside.any() and (~inside).any() else 0.0
 
+# %% ../nbs/75_maplex.ipynb #48b79208
 def loo_errors(train: LatencyTable,  # training devices' latencies
                measured: pd.Series,  # the target's measurements used by the closest fit
                samples: np.ndarray,  # the cells scored (the k samples, zero-output cells left out)
@@ -101,6 +103,7 @@ def loo_errors(train: LatencyTable,  # training devices' latencies
     return pd.DataFrame({"table": ln - np.log(table.predict(samples)), "closest": ln - np.array(closest)},
                         index=pd.Index(samples, name="arch_index"))
 
+# %% ../nbs/75_maplex.ipynb #e2ab57f6
 def trust_weights(errors: pd.DataFrame,  # leave-one-out log errors, one column per candidate
                   floor: float = FLOOR,  # epsilon: added to every mean squared error (inf: equal weights)
                   clip: float = CLIP,
@@ -119,6 +122,7 @@ def _pseudo_task(ms: pd.DataFrame, pseudo: str, others: list[str], k: int, seed:
     measured = pool.loc[np.r_[samples, list(PROBES)], pseudo].rename("latency_ms")
     return LatencyTable(pool[others]), measured, np.setdiff1d(np.arange(600, 900), PROBES)
 
+# %% ../nbs/75_maplex.ipynb #4d62990f
 def _accuracies(train: LatencyTable, measured: pd.Series, scored: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     "±10 % accuracy on `scored` of each candidate, the 'select' rule and each floor, for one pseudo-target."
     m = MaplexPredictor(floor=FLOORS[0]).fit(measured, train=train)
@@ -166,6 +170,21 @@ def _check_fit_inputs(measured: pd.Series, train: LatencyTable, target: str | No
                                    "cells the training devices were measured on (the pool, arch_index 0..899).")
     return samples
 
+# %% ../nbs/75_maplex.ipynb #6636ea8a
+def _check_settings(floor, ridge, clip) -> None:
+    "Refuse a floor, ridge or clip that `MaplexPredictor` cannot use; the message names the fix."
+    if not (isinstance(floor, (int, float)) and floor > 0):
+        raise MaplexPredictorError(f"floor must be a positive number (inf: equal weights), got {floor!r}.")
+    if not (isinstance(ridge, (int, float)) and np.isfinite(ridge) and ridge >= 0):
+        raise MaplexPredictorError(f"ridge must be a finite number >= 0, got {ridge!r}.")
+    if not (isinstance(clip, (int, float)) and np.isfinite(clip) and clip > 0):
+        raise MaplexPredictorError(f"clip must be a finite positive log error, got {clip!r}.")
+
+def _blend(weights: pd.Series, ln_table: np.ndarray, ln_closest: np.ndarray) -> np.ndarray:
+    "ln of the prediction: the trust-weighted mean of the candidates' logs; the table alone where `ln_closest` is NaN."
+    w_t, w_c = weights["table"], weights["closest"]
+    return np.where(np.isnan(ln_closest), ln_table, w_t * ln_table + w_c * np.nan_to_num(ln_closest))
+
 # %% ../nbs/75_maplex.ipynb #a4a2d04a
 class MaplexPredictor:
     "maplex's own predictor: the probe table and the closest training device, trusted by their error on the samples."
@@ -176,13 +195,7 @@ class MaplexPredictor:
                  ridge: float = RIDGE,  # pulls the closest-device slope towards 1
                  clip: float = CLIP,  # a leave-one-out log error beyond this counts as this
                  drift: bool = True):  # take the closest device's pool drift off its prediction outside the pool
-        if not (isinstance(floor, (int, float)) and floor > 0):
-            raise MaplexPredictorError(f"floor must be a positive number (inf: equal weights), got {floor!r}.")
-        if not (isinstance(ridge, (int, float)) and np.isfinite(ridge) and ridge >= 0):
-            raise MaplexPredictorError(f"ridge must be a finite number >= 0, got {ridge!r}.")
-        if not (isinstance(clip, (int, float)) and np.isfinite(clip) and clip > 0):
-            raise MaplexPredictorError(f"clip must be a finite positive log error, got {clip!r}.")
-
+        _check_settings(floor, ridge, clip)
         self.floor, self.ridge, self.clip, self.drift = float(floor), float(ridge), float(clip), bool(drift)
 
     def fit(self, measured: pd.Series,  # every measurement of the target: its k samples and the 5 probes
@@ -211,8 +224,7 @@ class MaplexPredictor:
         idx = nb201.arch_indices(archs)
         ln_t = np.log(self.table_.predict(idx))
         ln_c = closest_log_ms(self.closest_, self.closest_ms_, idx, self.drift_)
-        w_t, w_c = self.weights_["table"], self.weights_["closest"]
-        ln = np.where(np.isnan(ln_c), ln_t, w_t * ln_t + w_c * np.nan_to_num(ln_c))
+        ln = _blend(self.weights_, ln_t, ln_c)
         return pd.Series(np.exp(ln), index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
     def __repr__(self) -> str:

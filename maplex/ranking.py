@@ -12,25 +12,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import POOL, DataError, DeviceTable, LatencyTable
+from .checks import (_PAIRS_MAX_K, METHODS, RankError, _as_table, _check_method,  # noqa: F401
+                           _check_samples, _draws, _kendall_scipy, _members, _pair_mean, plot_rank_corr)
+from .data import POOL, DeviceTable, LatencyTable
 
 # %% auto #0
-__all__ = ['METHODS', 'GROUPS', 'RankError', 'rank_corr', 'device_groups', 'plot_rank_corr', 'group_means', 'within_across',
-           'sample_rank_corr', 'pick_study', 'closest_device']
-
-# %% ../nbs/40_ranking.ipynb #71d9c8d5
-METHODS: tuple[str, ...] = ('spearman', 'kendall', 'pearson', 'log_pearson')  # correlations this module computes
-
-# %% ../nbs/40_ranking.ipynb #ea968ac2
-class RankError(DataError):
-    "Bad input to a correlation: unknown method, too few samples, unknown archs or NaN latencies."
-
-# %% ../nbs/40_ranking.ipynb #25e0de61
-def _check_method(method: str) -> str:
-    "`method` if it is one of `METHODS`, else a RankError listing them."
-    if method not in METHODS:
-        raise RankError(f"unknown correlation method {method!r}; choose one of: {', '.join(METHODS)}.")
-    return method
+__all__ = ['GROUPS', 'rank_corr', 'device_groups', 'group_means', 'within_across', 'sample_rank_corr', 'pick_study',
+           'closest_device']
 
 # %% ../nbs/40_ranking.ipynb #8cce16af
 def _pearson(a: np.ndarray,  # (..., k, D): k values for each of D devices
@@ -58,19 +46,6 @@ def _kendall_pairs(a: np.ndarray,  # (..., k, D), small k: memory grows with k(k
     den = np.sqrt(np.abs(sa).sum(-2) * np.abs(sb).sum(-1)[..., None])          # sqrt(untied in a * untied in b)
     with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, num / den, np.nan)
 
-# %% ../nbs/40_ranking.ipynb #784269e1
-def _kendall_scipy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    "Kendall's tau-b per column with scipy's O(k log k) algorithm, for large k (same shapes as `_kendall_pairs`)."
-    out = np.empty(a.shape[:-2] + a.shape[-1:])
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # scipy warns on constant input; we return NaN like the other methods
-        for *lead, d in np.ndindex(out.shape):
-            out[(*lead, d)] = stats.kendalltau(a[(*lead, slice(None), d)], b[tuple(lead)]).statistic
-    return out
-
-# %% ../nbs/40_ranking.ipynb #79b9f8e7
-_PAIRS_MAX_K = 64  # above this many samples Kendall uses scipy's O(k log k) algorithm instead of all pairs
-
 # %% ../nbs/40_ranking.ipynb #43d00149
 def _transform(x: np.ndarray, method: str, axis: int) -> np.ndarray:
     "What Pearson's r is taken of: ranks (ties averaged) for spearman, log ms for log_pearson, ms for pearson."
@@ -87,18 +62,6 @@ def _correlate(a: np.ndarray,  # (..., k, D) latencies of D devices on k archs
     if method == 'kendall':
         return _kendall_pairs(a, b) if a.shape[-2] <= _PAIRS_MAX_K else _kendall_scipy(a, b)
     return _pearson(_transform(a, method, axis=-2), _transform(b, method, axis=-1))
-
-# %% ../nbs/40_ranking.ipynb #504d9003
-def _as_table(table: LatencyTable | pd.DataFrame, where: str) -> LatencyTable:
-    "A checked LatencyTable from a LatencyTable, a wide frame (arch_index/arch_str columns) or one by arch_index."
-
-
-    if isinstance(table, LatencyTable): return table
-    if isinstance(table, pd.DataFrame):
-        if {'arch_index', 'arch_str'} & set(table.columns): return LatencyTable.from_frame(table, where)
-        return LatencyTable(table, where)
-    raise RankError(f"{where}: expected a LatencyTable or a DataFrame of ms "
-                    f"(rows = arch_index, one column per device), got {type(table).__name__}.")
 
 # %% ../nbs/40_ranking.ipynb #95f51ba1
 def _kendall_matrix(x: np.ndarray  # (n archs, D devices)
@@ -128,8 +91,6 @@ def rank_corr(table: LatencyTable | pd.DataFrame,  # latency in ms: rows = archi
 
 # %% ../nbs/40_ranking.ipynb #fb8b3ac1
 GROUPS: tuple[str, ...] = ('GPU b1', 'GPU b32', 'GPU b256', 'CPU', 'mobile', 'edge', 'fpga', 'asic')  # heatmap order
-
-# %% ../nbs/40_ranking.ipynb #0914ab3e
 def _group(cls: str, batch: float) -> str:
     "Group label of one device: GPUs by batch size, other devices by class."
     if cls == 'gpu': return f'GPU b{batch:g}' if np.isfinite(batch) else 'GPU'
@@ -145,42 +106,6 @@ def device_groups(devices: DeviceTable,                 # class and batch size o
                        index=rows.index, name='group')
     rank = [GROUPS.index(g) if g in GROUPS else len(GROUPS) for g in labels]   # unknown groups go last
     return labels.iloc[np.argsort(rank, kind='stable')]
-
-# %% ../nbs/40_ranking.ipynb #9c69cb9f
-def plot_rank_corr(corr: pd.DataFrame,            # device x device correlations, e.g. from `rank_corr`
-                   groups: pd.Series | None = None,  # from `device_groups`: sets the order and draws group borders
-                   ax=None,                        # matplotlib Axes to draw on; a new figure by default
-                   label: str = 'Spearman ρ',      # colour-bar label
-                  ):
-    "Heatmap of a device x device correlation matrix, ordered and separated by device group."
-    import matplotlib.pyplot as plt
-    names = list(corr.index) if groups is None else list(groups.index)
-    c = corr.loc[names, names].to_numpy()
-    ax = ax or plt.subplots(figsize=(6, 5))[1]
-    im = ax.imshow(c, vmin=np.floor(np.nanmin(c) * 10) / 10, vmax=1, cmap='viridis')
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-    ax.set_yticks(range(len(names)), names, fontsize=6)
-    if groups is not None:
-        labels = groups.to_numpy()
-        for edge in np.flatnonzero(labels[1:] != labels[:-1]) + 0.5:           # between two groups
-            ax.axhline(edge, color='w', lw=1); ax.axvline(edge, color='w', lw=1)
-    ax.figure.colorbar(im, ax=ax, label=label)
-    return ax
-
-# %% ../nbs/40_ranking.ipynb #5866101c
-def _pair_mean(corr: pd.DataFrame, rows: Sequence[str], cols: Sequence[str]) -> float:
-    "Mean of `corr` over pairs (r, c), r in rows, c in cols, r != c; NaN if there is no such pair."
-    block = corr.loc[list(rows), list(cols)].to_numpy()
-    distinct = np.asarray(rows)[:, None] != np.asarray(cols)[None, :]
-    return float(block[distinct].mean()) if distinct.any() else np.nan
-
-# %% ../nbs/40_ranking.ipynb #d50d2b9a
-def _members(corr: pd.DataFrame, groups: pd.Series) -> dict[str, list[str]]:
-    "Devices per group, in order of first appearance; RankError if a device is not in `corr`."
-    if missing := [d for d in groups.index if d not in corr.index or d not in corr.columns]:
-        raise RankError(f"devices {missing} are in `groups` but not in the correlation matrix; "
-                        "build both from the same devices.")
-    return {g: list(groups.index[groups.to_numpy() == g]) for g in dict.fromkeys(groups)}
 
 # %% ../nbs/40_ranking.ipynb #1658b6ce
 def group_means(corr: pd.DataFrame,  # device x device correlations
@@ -206,30 +131,6 @@ def within_across(corr: pd.DataFrame,  # device x device correlations
     out = pd.DataFrame(rows, columns=['group', 'n', 'within', 'across']).set_index('group')
     return out.assign(gap=out['within'] - out['across'])
 
-# %% ../nbs/40_ranking.ipynb #6c778932
-def _check_samples(train: LatencyTable,  # the training table the samples must index into
-                   samples: pd.Series,   # arch_index -> ms on the target
-                  ) -> np.ndarray:       # the sampled arch indices
-    "Arch indices of `samples`, or RankError: >= 2 finite positive ms, distinct archs, all rows of `train`."
-    if not isinstance(samples, pd.Series):
-        raise RankError(f"samples must be a pd.Series arch_index -> ms, got {type(samples).__name__}.")
-    if len(samples) < 2:
-        raise RankError(f"a correlation needs at least 2 target samples, got {len(samples)}; measure at least 2 "
-                        "architectures on the target (the protocol's smallest budget is k = 3).")
-    ms = pd.to_numeric(samples, errors='coerce').to_numpy(dtype=float)
-    if (bad := ~np.isfinite(ms) | (ms <= 0)).any():
-        raise RankError(f"samples have {bad.sum()} NaN, non-numeric, infinite or non-positive latency(ies), first at "
-                        f"arch_index {samples.index[bad][0]!r} = {samples[bad].iloc[0]!r}; re-measure or drop them.")
-    if (dup := samples.index.duplicated()).any():
-        raise RankError(f"samples measure arch_index {samples.index[dup][0]!r} more than once; average repeats first.")
-    if (missing := ~samples.index.isin(train.ms.index)).any():
-        raise RankError(f"{missing.sum()} sampled arch(s) are not rows of the training table, e.g. "
-                        f"{samples.index[missing][:5].tolist()}; "
-                        "samples must be indexed by integer arch_index and drawn "
-                        "from the architectures the training devices were measured on "
-                        f"({len(train)} rows, e.g. POOL 0..899).")
-    return samples.index.to_numpy()
-
 # %% ../nbs/40_ranking.ipynb #b4cc74d1
 def sample_rank_corr(
     train: LatencyTable | pd.DataFrame,  # training devices' latency (ms); must hold the sampled archs
@@ -244,14 +145,6 @@ def sample_rank_corr(
     b = pd.to_numeric(samples).to_numpy(dtype=float)          # (k,) the target
     return pd.Series(_correlate(a, b, method), index=pd.Index(train.devices, name='device'), name=method)
 
-# %% ../nbs/40_ranking.ipynb #91897352
-def _draws(k: int, seeds: Iterable[int], pool: Iterable[int]) -> np.ndarray:
-    "The sampled arch indices per seed, (n_seeds, k): uniform without replacement from `pool`, one generator per seed."
-    pool = np.asarray(list(pool))
-    if not 2 <= k <= len(pool):
-        raise RankError(f"k = {k} samples cannot be drawn: need 2 <= k <= {len(pool)} (the pool size).")
-    return np.stack([np.random.default_rng(s).choice(pool, size=k, replace=False) for s in seeds])
-
 # %% ../nbs/40_ranking.ipynb #f7ceaddf
 def _pick_scores(est: np.ndarray,   # (S, D) estimates, NaN = undefined
                  truth: np.ndarray, # (D,) full-data correlation with the target
@@ -263,6 +156,26 @@ def _pick_scores(est: np.ndarray,   # (S, D) estimates, NaN = undefined
     best = truth.max()
     return {'hit': (w @ (truth == best)).mean(), 'near': (w @ (truth >= best - tol)).mean(),
             'regret': (w @ (best - truth)).mean(), 'n_top': top.sum(1).mean()}
+
+# %% ../nbs/40_ranking.ipynb #bb5145d7
+def _target_rows(x: np.ndarray,  # (S, k, D) sampled latencies of every device, one draw of k archs per seed
+                 t: int,  # column of the target; every other column is a training device
+                 methods: Sequence[str],  # estimators to compare
+                 truth: np.ndarray,  # (D, D) full-data Spearman: what 'best' means
+                 full: dict,  # method -> (D, D) full-data value of that method
+                 tol: float  # 'near': the pick's true rho is within tol of the best
+                ) -> list[dict]:
+    "One row per method: how well its k-sample estimates pick the training device that ranks most like target t."
+    others = [d for d in range(x.shape[-1]) if d != t]
+    rows = []
+    for m in methods:
+        est = _correlate(x[:, :, others], x[:, :, t], m)  # (S, D-1)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)  # a column undefined for every seed
+            sd, err = np.nanmean(np.nanstd(est, 0)), np.nanmean(np.abs(est - full[m][t, others]))
+        rows.append({'method': m, **_pick_scores(est, truth[t, others], tol), 'sd': sd, 'err': err,
+                     'undefined': np.isnan(est).mean()})
+    return rows
 
 # %% ../nbs/40_ranking.ipynb #bcc386a3
 def pick_study(table: LatencyTable | pd.DataFrame,       # every device's latency; each column takes a turn as target
@@ -287,14 +200,7 @@ def pick_study(table: LatencyTable | pd.DataFrame,       # every device's latenc
             raise RankError("the pool holds archs that are not rows of `table`; pass a table with all pool rows.")
         x = table.ms.to_numpy()[pos].reshape(len(seeds), k, len(devs))     # (S, k, D)
         for t, target in enumerate(devs):
-            others = [d for d in range(len(devs)) if d != t]
-            for m in methods:
-                est = _correlate(x[:, :, others], x[:, :, t], m)            # (S, D-1)
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore', RuntimeWarning)          # a column undefined for every seed
-                    sd, err = np.nanmean(np.nanstd(est, 0)), np.nanmean(np.abs(est - full[m][t, others]))
-                rows.append({'target': target, 'k': k, 'method': m, **_pick_scores(est, truth[t, others], tol),
-                             'sd': sd, 'err': err, 'undefined': np.isnan(est).mean()})
+            rows += [{'target': target, 'k': k, **r} for r in _target_rows(x, t, methods, truth, full, tol)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/40_ranking.ipynb #7bc94f14

@@ -5,10 +5,6 @@
 # %% ../nbs/70_regressor.ipynb #77458015
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import pickle
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,54 +14,20 @@ import pandas as pd
 import torch
 
 from . import nb201
-from .core import FileFormatError, MaplexError, atomic_dir
 from .data import DeviceTable, LatencyTable
 from .descriptors import PROBES, Descriptor, encode, get_descriptor, join_features, probe_latencies
 from .lut import LayerwiseLUT, virtual_labels
+from .modelio import (FORMAT_VERSION, ConfigError, NotFittedError, RegressorError, TaskError,  # noqa: F401
+                            _as_matrix, _as_targets, _check_task, read_model, write_model)
 from .neighbourhoods import neighbourhoods
 from .numerics import DTYPE, torch_threads
 from .weighting import spec_weights
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'TRANSFORMS', 'ROW_BLOCK', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS',
-           'MAPLE_CHOICES', 'RegressorError', 'NotFittedError', 'ConfigError', 'mlp', 'train_full_batch', 'write_model',
-           'read_model', 'LatencyRegressor', 'TaskError', 'task_level', 'virtual_examples', 'fit_calibration',
-           'device_rows', 'MapleXSettings', 'MapleX', 'save_maplex', 'load_maplex', 'variant', 'maple_inner_study']
-
-# %% ../nbs/70_regressor.ipynb #e86348bf
-class RegressorError(MaplexError):
-    "Bad input to a latency regressor or to `MapleX`; the message names the problem and the fix."
-
-class NotFittedError(RegressorError, AttributeError):
-    "`predict` or `save` was called on a model that has not been fitted (or loaded)."
-
-class ConfigError(RegressorError, FileFormatError):
-    "A saved model cannot be loaded: wrong format or version, unknown or missing keys, or weights that do not match."
-
-FORMAT_VERSION = 2  # bumped whenever the saved config or weights change meaning (2: float64, weights_sha256)
-TRANSFORMS = ("log", "ms")  # what the network regresses: log-latency or latency itself
-
-# %% ../nbs/70_regressor.ipynb #5b39c522
-def _as_matrix(X, what: str = "X") -> np.ndarray:
-    "X as a finite float64 matrix (n, f) with n, f >= 1, or RegressorError."
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise RegressorError(f"{what} must be a non-empty 2-D array (samples x features), got shape {X.shape}.")
-    if not np.isfinite(X).all():
-        raise RegressorError(f"{what} has {(~np.isfinite(X)).sum()} NaN or infinite entries; "
-                             "impute or drop them first.")
-    return X
-
-def _as_targets(y, n: int, what: str = "y", positive: bool = True) -> np.ndarray:
-    "y as a finite float64 vector of length n (> 0 when `positive`), or RegressorError."
-    y = np.asarray(y, dtype=np.float64)
-    if y.shape != (n,):
-        raise RegressorError(f"{what} must be a 1-D array with one value per row of X ({n}), got shape {y.shape}.")
-    if not np.isfinite(y).all():
-        raise RegressorError(f"{what} has {(~np.isfinite(y)).sum()} NaN or infinite values; drop those samples.")
-    if positive and (y <= 0).any():
-        raise RegressorError(f"{what} has {(y <= 0).sum()} zero or negative values; latencies must be > 0 ms.")
-    return y
+__all__ = ['ROW_BLOCK', 'TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS', 'MAPLE_CHOICES', 'mlp',
+           'train_full_batch', 'RegressorFiles', 'LatencyRegressor', 'task_level', 'virtual_examples',
+           'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleX', 'save_maplex', 'load_maplex', 'variant',
+           'maple_inner_study']
 
 # %% ../nbs/70_regressor.ipynb #b4a66842
 def mlp(in_dim: int,  # input features
@@ -102,6 +64,24 @@ def _backward(layers: list[torch.nn.Linear], acts: list[torch.Tensor], delta: to
         if i: delta = (delta @ layers[i].weight).mul_(acts[i] > 0)  # back through W_i and the ReLU of h_{i-1}
     return grads
 
+# %% ../nbs/70_regressor.ipynb #39036747
+def _full_batch_gradient(layers: list[torch.nn.Linear],  # the MLP's linear layers
+                         params: list[torch.Tensor],  # their weights and biases, in that order
+                         X: torch.Tensor,  # inputs, (n, f)
+                         z: torch.Tensor,  # targets, (n,)
+                         w: torch.Tensor,  # weights, (n,)
+                         blocks: list[slice],  # row blocks that cover the n rows
+                        ) -> tuple[float, list[torch.Tensor]]:
+    "The weighted loss L and its gradient for every parameter, summed over the row blocks of the full batch."
+    loss, grads = 0.0, [torch.zeros_like(p) for p in params]
+    for b in blocks:  # the full batch, a block of rows at a time (the sum is the same)
+        acts = _forward(layers, X[b])
+        r = acts[-1].squeeze(1) - z[b]  # residuals of the block
+        loss += float(w[b] @ (r * r))  # L = sum_i w_i (f(x_i) - z_i)^2
+        for g, gb in zip(grads, _backward(layers, acts, (2 * w[b] * r)[:, None])): g += gb  # dL/df = 2 w r
+    return loss, grads
+
+# %% ../nbs/70_regressor.ipynb #9ec2b5b3
 def train_full_batch(net: torch.nn.Sequential,  # a ReLU MLP built by `mlp`, trained in place
                      X: torch.Tensor,  # inputs, (n, f) float64
                      z: torch.Tensor,  # regression targets, (n,) float64
@@ -117,87 +97,108 @@ def train_full_batch(net: torch.nn.Sequential,  # a ReLU MLP built by `mlp`, tra
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     blocks = [slice(i, i + ROW_BLOCK) for i in range(0, len(X), ROW_BLOCK)]
     losses = []
-    with torch.no_grad():  # the gradient is written out below: two GEMMs per layer, no autograd graph
+    with torch.no_grad():  # the gradient is written out: two GEMMs per layer, no autograd graph
         for _ in range(steps):
-            loss, grads = 0.0, [torch.zeros_like(p) for p in params]
-            for b in blocks:  # the full batch, a block of rows at a time (the sum is the same)
-                acts = _forward(layers, X[b])
-                r = acts[-1].squeeze(1) - z[b]  # residuals of the block
-                loss += float(w[b] @ (r * r))  # L = sum_i w_i (f(x_i) - z_i)^2
-                for g, gb in zip(grads, _backward(layers, acts, (2 * w[b] * r)[:, None])): g += gb  # dL/df = 2 w r
+            loss, grads = _full_batch_gradient(layers, params, X, z, w, blocks)
             for p, g in zip(params, grads): p.grad = g
             opt.step()
             sched.step()
             losses.append(loss)
     return losses
 
-# %% ../nbs/70_regressor.ipynb #27762e75
-def write_model(path,  # a folder; replaced as a whole if it exists
-                config: dict,  # plain JSON-serialisable settings, with `format` and `version`
-                state: dict[str, torch.Tensor],  # tensors only
-               ) -> Path:
-    "Save `config.json` and `weights.pt` (a dict of tensors) as one unit into the folder `path`."
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in state.items()}, buf)
-    weights = buf.getvalue()
-    config = {**config, "weights_sha256": hashlib.sha256(weights).hexdigest()}  # ties the pair together
-    with atomic_dir(path) as tmp:
-        (tmp / "weights.pt").write_bytes(weights)
-        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
-    return Path(path)
+# %% ../nbs/70_regressor.ipynb #e86348bf
+TRANSFORMS = ("log", "ms")  # what the network regresses: log-latency or latency itself
 
-# %% ../nbs/70_regressor.ipynb #c81b8db5
-def _read_config(path: Path) -> dict:
-    "config.json of a saved model as a dict, or ConfigError naming what is wrong with it."
-    if not (path / "config.json").is_file() or not (path / "weights.pt").is_file():
-        raise ConfigError(f"{path} is not a saved model: it needs config.json and weights.pt (see `save`).")
+def _check_settings(hidden, steps, lr, transform: str) -> tuple[int, ...]:
+    "The hidden widths as ints, after refusing settings the regressor cannot train with."
+    if transform not in TRANSFORMS:
+        raise RegressorError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
+    widths = tuple(int(h) for h in hidden)
+    if not widths or min(widths) < 1: raise RegressorError(f"hidden must be positive widths, got {hidden}.")
+    if int(steps) < 1 or not lr > 0: raise RegressorError(f"need steps >= 1 and lr > 0, got {steps}, {lr}.")
+    return widths
+
+# %% ../nbs/70_regressor.ipynb #5b39c522
+def _fit_inputs(X, y, w, transform: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Checked features X (n, f), the target z (ln y, or y for 'ms') (n,), and weights w (n,) >= 0 with a positive sum."
+    X = _as_matrix(X)
+    y = _as_targets(y, len(X))
+    w = np.ones(len(X)) if w is None else _as_targets(w, len(X), "w", positive=False)
+    if (w < 0).any() or w.sum() <= 0: raise RegressorError("w must be >= 0 with a positive sum.")
+    return X, (np.log(y) if transform == "log" else y), w  # z: the scale the loss is measured on
+
+def _tensors(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[torch.Tensor, ...]]:
+    "Feature and target scaling (mean, std), and the standardised X, z and w / sum(w) as float64 tensors."
+    x_sd = X.std(0)
+    x_scale = np.stack([X.mean(0), np.where(x_sd > 1e-6, x_sd, 1.0)])  # (2, f): mean, std
+    z_scale = np.array([np.average(z, weights=w), z.std() or 1.0])  # (2,): weighted mean, std of the target
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
+    return x_scale, z_scale, (t((X - x_scale[0]) / x_scale[1]), t((z - z_scale[0]) / z_scale[1]), t(w / w.sum()))
+
+def _predict_inputs(model: RegressorFiles, X) -> np.ndarray:
+    "X as a float matrix of the width `model` was fitted on; NotFittedError before `fit`."
+    if model.net is None:
+        raise NotFittedError("this LatencyRegressor is not fitted: call fit(X, y) or load(path) first.")
+    X = _as_matrix(X)
+    if X.shape[1] != model.n_features:
+        raise RegressorError(f"X has {X.shape[1]} features but the model was fitted on {model.n_features}; "
+                             "build the features the same way (encoding ⊕ descriptor) as for fit.")
+    return X
+
+# %% ../nbs/70_regressor.ipynb #b7328975
+def _restore(model, n_features, state: dict[str, torch.Tensor]):
+    "`model` with the scaling and network weights of `state` loaded; ConfigError when they do not fit its settings."
+    state = dict(state)
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}/config.json is not valid JSON ({e}); it was cut short or edited. "
-                          "Save the model again.") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}/config.json must hold a JSON object.")
-    return config
-
-def _read_weights(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
-    "weights.pt as a dict of tensors, after checking it is the file config.json was saved with."
-    data = (path / "weights.pt").read_bytes()
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise ConfigError(f"{path}/weights.pt is not the file its config.json was saved with (sha256 differs): "
-                          "the folder is torn or mixed from two saves. Save the model again.")
-    try:
-        state = torch.load(io.BytesIO(data), weights_only=True)  # tensors and plain containers only: never runs code
-    except pickle.UnpicklingError as e:
-        raise ConfigError(f"{path}/weights.pt holds more than tensors, and it is not unpickled: "
-                          f"{str(e).splitlines()[0]}") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"{path}/weights.pt must hold a dict of tensors (a state dict).")
-    return state
-
-def read_model(path,  # a folder written by `write_model`
-               fmt: str,  # the `format` the config must declare
-               keys: set[str],  # exactly the keys the config must have (besides weights_sha256)
-               version: int = FORMAT_VERSION,  # the `version` the config must declare
-              ) -> tuple[dict, dict[str, torch.Tensor]]:
-    "Read and check a folder written by `write_model`; the weights are loaded with `weights_only=True`."
-    path = Path(path)
-    config = _read_config(path)
-    if config.get("format") != fmt: raise ConfigError(f"{path} holds a {config.get('format')!r}, not a {fmt!r}.")
-    if config.get("version") != version:
-        raise ConfigError(f"{path} was saved with format version {config.get('version')!r}; this maplex reads "
-                          f"version {version}. Re-fit and save it with this version.")
-    sha = config.pop("weights_sha256", None)
-    if unknown := sorted(set(config) - keys): raise ConfigError(f"{path}/config.json has unknown keys {unknown}.")
-    if missing := sorted(keys - set(config)): raise ConfigError(f"{path}/config.json lacks keys {missing}.")
-    return config, _read_weights(path, sha)
+        model._x, model._z = state.pop("_x").numpy(), state.pop("_z").numpy()
+        model.net = mlp(int(n_features), model.hidden)
+        model.net.load_state_dict(state)
+    except (KeyError, RuntimeError) as e:
+        raise ConfigError(f"the saved weights do not match the config: {str(e).splitlines()[0]}") from None
+    model.net.eval()
+    model.n_features = int(n_features)
+    return model
 
 # %% ../nbs/70_regressor.ipynb #6f7e032c
-class LatencyRegressor:
-    "A seeded MLP from features (architecture encoding ⊕ hardware descriptor) to latency in ms."
+class RegressorFiles:
+    "What `LatencyRegressor` saves: its settings as JSON and its weights as tensors, in appendix A8's folder."
     FORMAT = "maplex.LatencyRegressor"  # what `save` writes into config.json
     SETTINGS = ("hidden", "steps", "lr", "weight_decay", "transform", "num_threads")  # the constructor's arguments
 
+    def get_config(self) -> dict:
+        "Settings and feature count as plain JSON types."
+        if self.net is None: raise NotFittedError("nothing to save: fit (or load) the regressor first.")
+        return dict(hidden=list(self.hidden), steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
+                    transform=self.transform, num_threads=self.num_threads, n_features=self.n_features)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        "The network's weights plus the input and target scaling, tensors only."
+        if self.net is None: raise NotFittedError("nothing to save: fit (or load) the regressor first.")
+        return {**self.net.state_dict(), "_x": torch.as_tensor(self._x), "_z": torch.as_tensor(self._z)}
+
+    @classmethod
+    def from_parts(cls, config: dict, state: dict[str, torch.Tensor]):
+        "Rebuild a fitted regressor from `get_config()` and `state_dict()`."
+        if sorted(config) != sorted(expected := [*cls.SETTINGS, "n_features"]):
+            raise ConfigError(f"regressor config keys {sorted(config)} differ from {sorted(expected)}.")
+        return _restore(cls(**{k: config[k] for k in cls.SETTINGS}), config["n_features"], state)
+
+    def save(self, path  # folder to write config.json and weights.pt into
+            ) -> Path:
+        "Save the fitted model: plain JSON settings plus a dict of tensors."
+        config = dict(format=self.FORMAT, version=FORMAT_VERSION, **self.get_config())
+        return write_model(path, config, self.state_dict())
+
+    @classmethod
+    def load(cls, path  # folder written by `save`
+            ):
+        "Rebuild a saved regressor; refuses other formats and versions, unknown keys and mismatched weights."
+        config, state = read_model(path, cls.FORMAT, {"format", "version", *cls.SETTINGS, "n_features"})
+        return cls.from_parts({k: v for k, v in config.items() if k not in ("format", "version")}, state)
+
+# %% ../nbs/70_regressor.ipynb #ca35d82a
+class LatencyRegressor(RegressorFiles):
+    "A seeded MLP from features (architecture encoding ⊕ hardware descriptor) to latency in ms."
     def __init__(self,
                  hidden: tuple[int, ...] = (64, 64),  # hidden layer widths
                  steps: int = 400,  # full-batch Adam steps
@@ -206,12 +207,7 @@ class LatencyRegressor:
                  transform: str = "log",  # regress 'log' latency (relative errors count) or raw 'ms'
                  num_threads: int | None = None,  # torch threads during fit/predict; None = leave torch's setting
                 ):
-        if transform not in TRANSFORMS:
-            raise RegressorError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
-        self.hidden = tuple(int(h) for h in hidden)
-        if not self.hidden or min(self.hidden) < 1:
-            raise RegressorError(f"hidden must be positive widths, got {hidden}.")
-        if int(steps) < 1 or not lr > 0: raise RegressorError(f"need steps >= 1 and lr > 0, got {steps}, {lr}.")
+        self.hidden = _check_settings(hidden, steps, lr, transform)
         self.steps, self.lr, self.weight_decay = int(steps), float(lr), float(weight_decay)
         self.transform, self.num_threads = transform, num_threads
         self.net, self.n_features, self.losses = None, None, []
@@ -226,124 +222,23 @@ class LatencyRegressor:
             seed: int = 0, # seeds the initial weights; the same seed gives the same model
            ) -> "LatencyRegressor":
         "Fit the MLP to `y` by minimising the w-weighted squared error on the transformed, standardised scale."
-        X = _as_matrix(X); y = _as_targets(y, len(X))
-        w = np.ones(len(X)) if w is None else _as_targets(w, len(X), "w", positive=False)
-        if (w < 0).any() or w.sum() <= 0: raise RegressorError("w must be >= 0 with a positive sum.")
-        z = np.log(y) if self.transform == "log" else y  # the scale the loss is measured on
-        x_sd = X.std(0)
-        self._x = np.stack([X.mean(0), np.where(x_sd > 1e-6, x_sd, 1.0)])  # (2, f): mean, std
-        self._z = np.array([np.average(z, weights=w), z.std() or 1.0])  # (2,): mean, std of the target
+        X, z, w = _fit_inputs(X, y, w, self.transform)
+        self._x, self._z, tensors = _tensors(X, z, w)  # scalings (2, f) and (2,); X, z, w as tensors
         with torch_threads(self.num_threads):
             self.net = mlp(X.shape[1], self.hidden, torch.Generator().manual_seed(int(seed)))
-            t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
-            self.losses = train_full_batch(self.net, t((X - self._x[0]) / self._x[1]), t((z - self._z[0]) / self._z[1]),
-                                           t(w / w.sum()), self.steps, self.lr, self.weight_decay)
-        self.net.eval(); self.n_features = X.shape[1]
+            self.losses = train_full_batch(self.net, *tensors, self.steps, self.lr, self.weight_decay)
+        self.net.eval()
+        self.n_features = X.shape[1]
         return self
 
     def predict(self, X # features, (n, f) with the f seen by `fit`
                ) -> np.ndarray:
         "Predicted latency in ms, float64 (n,)."
-        if self.net is None:
-            raise NotFittedError("this LatencyRegressor is not fitted: call fit(X, y) or load(path) first.")
-        X = _as_matrix(X)
-        if X.shape[1] != self.n_features:
-            raise RegressorError(f"X has {X.shape[1]} features but the model was fitted on {self.n_features}; "
-                                 "build the features the same way (encoding ⊕ descriptor) as for fit.")
+        X = _predict_inputs(self, X)
         with torch_threads(self.num_threads), torch.no_grad():
             z = self.net(torch.as_tensor((X - self._x[0]) / self._x[1])).squeeze(1).double().numpy()  # (n,)
         z = z * self._z[1] + self._z[0]
         return np.exp(z) if self.transform == "log" else z
-
-    def get_config(self) -> dict:
-        "Settings and feature count as plain JSON types."
-        if self.net is None: raise NotFittedError("nothing to save: fit (or load) the regressor first.")
-        return dict(hidden=list(self.hidden), steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
-                    transform=self.transform, num_threads=self.num_threads, n_features=self.n_features)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        "The network's weights plus the input and target scaling, tensors only."
-        if self.net is None: raise NotFittedError("nothing to save: fit (or load) the regressor first.")
-        return {**self.net.state_dict(), "_x": torch.as_tensor(self._x), "_z": torch.as_tensor(self._z)}
-
-    @classmethod
-    def from_parts(cls, config: dict, state: dict[str, torch.Tensor]) -> "LatencyRegressor":
-        "Rebuild a fitted regressor from `get_config()` and `state_dict()`."
-        if sorted(config) != sorted([*cls.SETTINGS, "n_features"]):
-            expected = sorted([*cls.SETTINGS, "n_features"])
-            raise ConfigError(f"regressor config keys {sorted(config)} differ from {expected}.")
-        model, state = cls(**{k: config[k] for k in cls.SETTINGS}), dict(state)
-        try:
-            model._x, model._z = state.pop("_x").numpy(), state.pop("_z").numpy()
-            model.net = mlp(int(config["n_features"]), model.hidden)
-            model.net.load_state_dict(state)
-        except (KeyError, RuntimeError) as e:
-            raise ConfigError(f"the saved weights do not match the config: {str(e).splitlines()[0]}") from None
-        model.net.eval(); model.n_features = int(config["n_features"])
-        return model
-
-    def save(self, path # folder to write config.json and weights.pt into
-            ) -> Path:
-        "Save the fitted model: plain JSON settings plus a dict of tensors."
-        config = dict(format=self.FORMAT, version=FORMAT_VERSION, **self.get_config())
-        return write_model(path, config, self.state_dict())
-
-    @classmethod
-    def load(cls, path # folder written by `save`
-            ) -> "LatencyRegressor":
-        "Rebuild a saved regressor; refuses other formats and versions, unknown keys and mismatched weights."
-        config, state = read_model(path, cls.FORMAT, {"format", "version", *cls.SETTINGS, "n_features"})
-        return cls.from_parts({k: v for k, v in config.items() if k not in ("format", "version")}, state)
-
-# %% ../nbs/70_regressor.ipynb #27835f46
-class TaskError(RegressorError):
-    "The few-shot task handed to `MapleX.fit` is invalid (no samples, a leak, an unknown target, bad latencies)."
-
-def _check_measurements(s, what: str) -> pd.Series:
-    "A Series arch_index -> ms with unique NB201 indices and finite positive values, or TaskError."
-    if not isinstance(s, pd.Series):
-        raise TaskError(f"{what} must be a pd.Series arch_index -> ms, got {type(s).__name__}.")
-    if len(s) == 0:
-        raise TaskError(f"{what} is empty (k = 0): measure at least one architecture on the target.")
-    idx = pd.to_numeric(pd.Series(s.index), errors="coerce").to_numpy(float)
-    if (bad := ~np.isfinite(idx) | (idx != np.round(idx)) | (idx < 0) | (idx >= nb201.N_ARCHS)).any():
-        raise TaskError(f"{what} has arch indices outside the search space (0..{nb201.N_ARCHS - 1}), e.g. "
-                        f"{list(s.index[bad][:3])}; index the measurements by NB201 arch_index.")
-    ms = pd.to_numeric(s, errors="coerce").to_numpy(float)
-    if (bad := ~np.isfinite(ms) | (ms <= 0)).any():
-        value = s.iloc[[np.argmax(bad)]].tolist()[0]  # a plain float or str: -2.5, not np.float64(-2.5)
-        raise TaskError(f"{what} has a NaN or non-positive latency at arch {s.index[bad][0]} "
-                        f"({value!r}); latencies must be measured, positive ms.")
-
-    if s.index.duplicated().any():
-        raise TaskError(f"{what} measures arch {s.index[s.index.duplicated()][0]} twice; "
-                        "average repeated measurements first.")
-    return pd.Series(ms, index=pd.Index(idx.astype(np.int64), name="arch_index"), name=s.name)
-
-# %% ../nbs/70_regressor.ipynb #aece468b
-def _check_task(train, devices, target: str, samples, probes, probe_archs: tuple[int, ...]):
-    "Validate the inputs of `MapleX.fit`; returns (samples, probes) as clean Series (probes: only `probe_archs`)."
-    if not isinstance(train, LatencyTable):
-        raise TaskError(f"train must be a maplex.data.LatencyTable, got {type(train).__name__}.")
-    if not isinstance(devices, DeviceTable):
-        raise TaskError(f"devices must be a maplex.data.DeviceTable, got {type(devices).__name__}.")
-    if target in train.devices:
-        raise TaskError(f"the target {target!r} is a column of the training table: that leaks its latencies. "
-                        "Pass train.select([d for d in train.devices if d != target]).")
-    if missing := [d for d in [target, *train.devices] if d not in devices]:
-        raise TaskError(f"{missing} not in the device table; add their rows (DeviceTable.add) so descriptors and "
-                        "weights exist.")
-    samples = _check_measurements(samples, "samples")
-    probes = None if probes is None else _check_measurements(probes, "probes")
-    if probe_archs and (probes is None or set(probe_archs) - set(probes.index)):
-        have = "none were given" if probes is None else f"missing {sorted(set(probe_archs) - set(probes.index))}"
-        raise TaskError(f"this MapleX needs the target's latency of the probe cells {list(probe_archs)} ({have}); "
-                        "measure them and pass `probes`.")
-    if (gone := np.setdiff1d(np.r_[samples.index, list(probe_archs)], train.archs)).size:
-        raise TaskError(f"measured cells {gone[:5].tolist()} are not rows of the training table; MapleX compares "
-                        "devices on the target's measured cells, so draw the samples from the training table's archs "
-                        "(the pool).")
-    return samples, (None if probes is None else probes.loc[list(probe_archs)])
 
 # %% ../nbs/70_regressor.ipynb #69bcba19
 def task_level(ms: np.ndarray  # one device's latency (ms) on the target's measured cells
@@ -432,6 +327,40 @@ class MapleXSettings:
             raise RegressorError("target_weight and virtual_weight must be > 0, and calib_reg >= 0.")
         self.hidden = tuple(int(h) for h in self.hidden)
 
+# %% ../nbs/70_regressor.ipynb #dc1854a3
+def _learn_target_side(m: MapleXSettings,  # the MapleX being fitted: its fitted attributes are set here
+                       train: LatencyTable, devices: DeviceTable, target: str,  # as for `MapleX.fit`
+                       samples: pd.Series, probes: pd.Series | None,  # checked by `_check_task`
+                       measured: pd.Series,  # the k + p measured cells C
+                      ) -> None:
+    "Set device_weights_, descriptor_, level_ (m_t) and virtual_: what MapleX learns about the target first."
+    m.device_weights_ = (spec_weights(target, train.devices, devices) if m.spec_weighting
+                         else pd.Series(1.0, index=pd.Index(train.devices, name="device"), name="spec_weight"))
+    desc = get_descriptor(m.descriptor)
+    m.descriptor_ = desc(target, devices, probes if desc.n_probes else None)  # (D,)
+    m.level_ = task_level(measured.to_numpy()) if m.normalise else 0.0  # m_t
+    m.virtual_ = (virtual_examples(train, samples, probes, m.bound, m.max_size).drop(measured.index, errors="ignore")
+                  if m.virtual else pd.Series(dtype=float, name="virtual_ms"))
+
+# %% ../nbs/70_regressor.ipynb #0d4f84b7
+def _training_set(m: MapleXSettings,  # a MapleX after `_learn_target_side`
+                  train: LatencyTable, devices: DeviceTable,  # as for `MapleX.fit`
+                  measured: pd.Series,  # the k + p measured cells C
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.Series, np.ndarray]:
+    "X, y, w of every training row (devices', then target's), and the target's features, cells (ms) and weights."
+    X, y, w = device_rows(train, devices, get_descriptor(m.descriptor), measured.index.to_numpy(), m.device_weights_,
+                          m.normalise, m.max_rows, m.seed)
+    cells = pd.concat([measured, m.virtual_])  # the target's rows: measured, then virtual
+    cw = np.r_[np.full(len(measured), m.target_weight), np.full(len(m.virtual_), m.virtual_weight)]  # tau, nu
+    Xt = join_features(encode(cells.index), m.descriptor_)
+    return np.r_[X, Xt], np.r_[y, cells.to_numpy() / np.exp(m.level_)], np.r_[w, cw], Xt, cells, cw
+
+def _calibration(m: MapleXSettings, Xt: np.ndarray, cells: pd.Series, cw: np.ndarray) -> tuple[float, float]:
+    "(alpha, beta) refitted on the target's cells (weights relative to tau); (1, 0) when `calibrate` is off."
+    z = _log(m.regressor.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
+    fitted = fit_calibration(z, np.log(cells.to_numpy()) - m.level_, cw / m.target_weight, m.calib_reg)
+    return fitted if m.calibrate else (1.0, 0.0)
+
 # %% ../nbs/70_regressor.ipynb #0a5c58f4
 class MapleX(MapleXSettings):
     "MAPLE, MAPLE-X1 and MAPLE-X in one estimator: fit on training devices plus a target's few measurements."
@@ -454,28 +383,14 @@ class MapleX(MapleXSettings):
             probes: pd.Series | None = None,  # the target's latency of `probe_archs`: arch_index -> ms
            ) -> "MapleX":
         "Train the regressor on the training devices plus the target's measured (and virtual) cells, then calibrate."
-        start, desc = time.perf_counter(), get_descriptor(self.descriptor)
+        start = time.perf_counter()
         samples, probes = _check_task(train, devices, target, samples, probes, self.probe_archs)
         measured = samples if probes is None else pd.concat([samples, probes]).groupby(level=0).first()  # k + p cells C
-        self.device_weights_ = (spec_weights(target, train.devices, devices) if self.spec_weighting
-                                else pd.Series(1.0, index=pd.Index(train.devices, name="device"), name="spec_weight"))
-        X, y, w = device_rows(train, devices, desc, measured.index.to_numpy(), self.device_weights_, self.normalise,
-                              self.max_rows, self.seed)
-        self.descriptor_ = desc(target, devices, probes if desc.n_probes else None)  # (D,)
-        self.level_ = task_level(measured.to_numpy()) if self.normalise else 0.0  # m_t
-        self.virtual_ = (virtual_examples(train, samples, probes, self.bound, self.max_size)
-                         .drop(measured.index, errors="ignore")
-                         if self.virtual else pd.Series(dtype=float, name="virtual_ms"))
-        cells = pd.concat([measured, self.virtual_])  # the target's rows: measured, then virtual
-        cw = np.r_[np.full(len(measured), self.target_weight),  # tau
-                   np.full(len(self.virtual_), self.virtual_weight)]  # nu
-        Xt = join_features(encode(cells.index), self.descriptor_)
+        _learn_target_side(self, train, devices, target, samples, probes, measured)
+        X, y, w, Xt, cells, cw = _training_set(self, train, devices, measured)
         self.regressor = LatencyRegressor(self.hidden, self.steps, self.lr, transform=self.transform,
-                                          num_threads=self.num_threads)
-        self.regressor.fit(np.r_[X, Xt], np.r_[y, cells.to_numpy() / np.exp(self.level_)], np.r_[w, cw], seed=self.seed)
-        z = _log(self.regressor.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
-        fitted = fit_calibration(z, np.log(cells.to_numpy()) - self.level_, cw / self.target_weight, self.calib_reg)
-        self.calibration_ = fitted if self.calibrate else (1.0, 0.0)  # (alpha, beta)
+                                          num_threads=self.num_threads).fit(X, y, w, seed=self.seed)
+        self.calibration_ = _calibration(self, Xt, cells, cw)  # (alpha, beta)
         self.target, self.fit_seconds_ = target, time.perf_counter() - start
         return self
 
@@ -512,6 +427,7 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
                   calibration=list(model.calibration_), regressor=model.regressor.get_config())
     return write_model(path, config, model.regressor.state_dict())
 
+# %% ../nbs/70_regressor.ipynb #e766d789
 def load_maplex(path  # folder written by `save_maplex`
                ) -> MapleX:
     "Rebuild a saved MapleX for prediction; refuses other formats and versions, and unknown settings."
@@ -529,7 +445,6 @@ def load_maplex(path  # folder written by `save_maplex`
                           "edited or cut short. Save the model again.") from None
     model.calibration_ = (alpha, beta)
     return model
-
 
 # %% ../nbs/70_regressor.ipynb #459fe9fd
 VARIANTS: dict[str, dict] = {
@@ -570,7 +485,6 @@ def maple_inner_study(ms: pd.DataFrame,  # latency (ms), arch_index x device; on
             for name, kw in choices.items():
                 m = variant("MAPLE-X", seed=seed, **kw)
                 m = m.fit(train, devices.select([*others, pseudo]), pseudo, col.loc[s], col.loc[list(PROBES)])
-
                 err = np.abs(m.predict(scored) - col.loc[scored].to_numpy()) / col.loc[scored].to_numpy()
                 rows.append(dict(pseudo_target=pseudo, seed=seed, k=k, setting=name, acc10=float(np.mean(err <= 0.10))))
     return pd.DataFrame(rows)

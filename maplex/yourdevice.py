@@ -72,6 +72,17 @@ def with_target(devices: DeviceTable,  # the training devices' rows
 # %% ../nbs/95_your_device.ipynb #eb5d8572
 LATENCY_STATS = ('median_ms', 'min_ms', 'trimmed_mean_ms')  # statistics of `timing_stats` that estimate a latency
 
+def _checked_cells(archs: Sequence[ArchLike], stat: str, warmup: int, repeats: int) -> np.ndarray:
+    "The arch indices of a timing request; a ProfileError for no cells, repeated cells, bad counts or statistic."
+    if stat not in LATENCY_STATS: raise ProfileError(f"stat must be one of {LATENCY_STATS}, got {stat!r}")
+    if repeats < 1 or warmup < 0: raise ProfileError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    idx = nb201.arch_indices(list(archs))
+    if len(idx) == 0 or len(np.unique(idx)) != len(idx):
+        raise ProfileError(f"archs must be a non-empty list without repeats, "
+                           f"got {len(idx)} cells, {len(np.unique(idx))} distinct")
+    return idx
+
+# %% ../nbs/95_your_device.ipynb #8f500ed7
 def measure_cells(
     archs: Sequence[ArchLike],  # NB201 arch indices and/or strings
     setting: Setting | str = 'torch-t1-b1',  # runtime, threads and batch
@@ -80,17 +91,7 @@ def measure_cells(
     stat: str = 'median_ms'  # statistic of the timed passes: 'median_ms' (lesson 90's report), 'min_ms', ...
 ) -> pd.Series:
     "Latency (ms) of each cell on this machine by arch_index, timed in interleaved rounds (each a pass over all cells)."
-
-
-
-
-    if stat not in LATENCY_STATS: raise ProfileError(f"stat must be one of {LATENCY_STATS}, got {stat!r}")
-    if repeats < 1 or warmup < 0: raise ProfileError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    idx = nb201.arch_indices(list(archs))
-    if len(idx) == 0 or len(np.unique(idx)) != len(idx):
-        raise ProfileError(f"archs must be a non-empty list without repeats, "
-                           f"got {len(idx)} cells, {len(np.unique(idx))} distinct")
-    setting = parse_setting(setting)
+    idx, setting = _checked_cells(archs, stat, warmup, repeats), parse_setting(setting)
     x = make_input((setting.batch, *INPUT_SHAPE), seed)
     with torch_threads(setting.threads):  # the runtime pins its threads; the caller's count comes back afterwards
         calls = [RUNTIMES[setting.runtime].prepare(build_net(int(a), seed), x, setting.threads) for a in idx]
@@ -106,13 +107,15 @@ def predict_space(model,  # a fitted `MapleX` (or anything with `predict(archs) 
     idx = np.arange(N_ARCHS) if archs is None else nb201.arch_indices(list(archs))
     return pd.Series(model.predict(idx), index=pd.Index(idx, name='arch_index'), name='pred_ms')
 
-# %% ../nbs/95_your_device.ipynb #bb5b8f4e
+# %% ../nbs/95_your_device.ipynb #77e11f03
 def _ms_axis(axis) -> None:
     "Label a log-scaled ms axis at 1, 2, 5 x 10^n in plain numbers."
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-    axis.set_major_locator(LogLocator(subs=(1, 2, 5), numticks=12)); axis.set_major_formatter(FormatStrFormatter('%g'))
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5), numticks=12))
+    axis.set_major_formatter(FormatStrFormatter('%g'))
     axis.set_minor_formatter(NullFormatter())
 
+# %% ../nbs/95_your_device.ipynb #bb5b8f4e
 def plot_check(pred_ms,  # predicted ms of the checked cells
                true_ms,  # their measured ms
                ax=None,  # a matplotlib Axes; None: a new small figure
@@ -121,7 +124,7 @@ def plot_check(pred_ms,  # predicted ms of the checked cells
     "Predicted against measured latency on log axes, with the ±10 % band; the figure."
     import matplotlib.pyplot as plt
     pred_ms, true_ms = np.asarray(pred_ms, float), np.asarray(true_ms, float)
-    ax = ax or plt.subplots(figsize=(3.6, 3.4), dpi=80)[1]
+    ax = ax or plt.subplots(figsize=(6, 5), dpi=80)[1]
     lo, hi = min(pred_ms.min(), true_ms.min()) / 1.15, max(pred_ms.max(), true_ms.max()) * 1.15
     line = np.geomspace(lo, hi, 50)
     ax.fill_between(line, 0.9 * line, 1.1 * line, color='0.88', label='±10 %')
@@ -129,7 +132,8 @@ def plot_check(pred_ms,  # predicted ms of the checked cells
     ax.scatter(true_ms, pred_ms, s=10)
     ax.set(xscale='log', yscale='log', xlim=(lo, hi), ylim=(lo, hi), xlabel='measured (ms)', ylabel='predicted (ms)')
     _ms_axis(ax.xaxis); _ms_axis(ax.yaxis)
-    ax.set_title(title, fontsize=9); ax.legend(fontsize=7, loc='upper left')
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc='upper left')
     return ax.figure
 
 # %% ../nbs/95_your_device.ipynb #34c04c0e
@@ -182,6 +186,14 @@ def _proxy(proxy: str | pd.Series, cells: pd.Index) -> pd.Series:
     if len(gone := cells.difference(costs.index)): raise SelectionError(f"cells {list(gone[:3])} are not NB201 indices")
     return costs.loc[cells, proxy]
 
+def _checked_budget(budget_ms, margin: float, n: int) -> None:
+    "A SelectionError unless the budget is a positive number of ms, the margin in [0, 1) and n a positive integer."
+    if not (isinstance(budget_ms, (int, float, np.number)) and np.isfinite(budget_ms) and budget_ms > 0):
+        raise SelectionError(f"budget_ms must be a positive number of ms, got {budget_ms!r}")
+    if not 0 <= margin < 1: raise SelectionError(f"margin must be a fraction in [0, 1), got {margin!r}")
+    if int(n) != n or n < 1: raise SelectionError(f"n must be a positive integer, got {n!r}")
+
+# %% ../nbs/95_your_device.ipynb #a56d0d20
 def pick_under_budget(
     pred_ms: pd.Series,  # predicted latency (ms) per cell, indexed by arch_index (`predict_space`)
     budget_ms: float,  # the latency budget, ms
@@ -191,10 +203,7 @@ def pick_under_budget(
     pareto: bool = True  # only cells on the Pareto front of (predicted latency, proxy)
 ) -> pd.DataFrame:
     "The n cells with the best proxy among those predicted under the budget, best first."
-    if not (isinstance(budget_ms, (int, float, np.number)) and np.isfinite(budget_ms) and budget_ms > 0):
-        raise SelectionError(f"budget_ms must be a positive number of ms, got {budget_ms!r}")
-    if not 0 <= margin < 1: raise SelectionError(f"margin must be a fraction in [0, 1), got {margin!r}")
-    if int(n) != n or n < 1: raise SelectionError(f"n must be a positive integer, got {n!r}")
+    _checked_budget(budget_ms, margin, n)
     latency_ms, score = _aligned(pred_ms, _proxy(proxy, _checked(pred_ms).index))
     limit = budget_ms * (1 - margin)
     cells = pareto_front(latency_ms, score) if pareto else latency_ms.index

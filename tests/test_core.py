@@ -2,6 +2,7 @@
 import importlib
 import inspect
 import os
+import pkgutil
 import signal
 import stat
 import subprocess
@@ -16,13 +17,13 @@ import torch
 import maplex
 from maplex.core import BusyError, MaplexError, atomic_dir, atomic_write, file_lock
 
-MODULES = ["nb201", "data", "descriptors", "weighting", "ranking", "neighbourhoods", "lut", "regressor", "evaluation",
-           "help", "profile", "yourdevice", "results", "core", "numerics", "cli"]
+MODULES = sorted(m.name for m in pkgutil.iter_modules(maplex.__path__) if not m.name.startswith("_"))
 
 
 def test_every_error_class_is_a_maplex_error():
     classes = {f"{m}.{name}": cls for m in MODULES for name, cls in vars(importlib.import_module(f"maplex.{m}")).items()
                if inspect.isclass(cls) and issubclass(cls, Exception) and cls.__module__ == f"maplex.{m}"}
+    assert {"nb201", "data", "regressor", "help", "profile", "machine", "checks"} <= set(MODULES)  # found them all
     assert len(classes) >= 15, sorted(classes)
     assert [n for n, cls in classes.items() if not issubclass(cls, MaplexError)] == []
 

@@ -58,7 +58,7 @@ NOTEBOOK = {
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     "nbformat": 4, "nbformat_minor": 5,
 }
-OTHER = dict(NOTEBOOK, cells=[{"cell_type": "raw", "metadata": {}, "source": "---\ntitle: Other\n---\n"},
+OTHER = dict(NOTEBOOK, cells=[{"cell_type": "raw", "metadata": {}, "source": "---\ntitle: Reading `perf stat`\n---\n"},
                               md("## Part\n\n" + "Some prose. " * 30)])
 
 
@@ -89,6 +89,8 @@ def test_renderer_renders_what_quarto_would(tmp_path):
     assert '<details class="code-fold"><summary>Code</summary>' in page and "#| code-fold" not in page
     assert "show_doc(Thing)" not in page  # echo: false shows only the output
     assert "<code>code</code>" in page  # the subtitle's Markdown is rendered
+    sidebar, head_title = page.split('<nav id="sidebar">')[1].split("</nav>")[0], page.split("</title>")[0]
+    assert "Reading <code>perf stat</code>" in sidebar and "`" not in sidebar + head_title  # ...and titles
 
 
 # Pages as a visitor met them before this check existed, one fault each (the first two are verbatim from the
@@ -100,12 +102,14 @@ LEAKY = {
     "fence.html": "<p>```python print(1) ```</p>",
     "div.html": "<p>::: {.callout-tip}</p><p>text</p><p>:::</p>",
     "tick.html": "<h2>The <code>`fit`</code> step</h2>",
+    "navtick.html": '<nav><a href="index.html">Appendix A6: reading `perf stat`</a></nav>',
     "tiny.html": '<p><img src="small.png"></p>',
     "shrunk.html": '<p><img src="huge.png"></p>',
 }
 EXPECTED = {
     "attr.html": "a Quarto/pandoc attribute", "tex.html": "not rendered to MathML", "begin.html": "TeX environment",
     "fence.html": "a code fence", "div.html": "fenced-div marker", "tick.html": "backticks in a heading",
+    "navtick.html": "navigation link",
     "tiny.html": "draw it wider", "shrunk.html": "its text is unreadable",
 }
 

@@ -139,3 +139,31 @@ def test_two_threads_stay_within_the_tolerance(tables):
             rows.append(evaluate_one("maple", "P-X6", "gold_6226", 3, 4, table=tables[0], devices=tables[1]))
     for m, tol in TOLERANCE.items():
         assert abs(rows[0][m] - rows[1][m]) <= tol, (m, rows[0][m], rows[1][m])
+
+
+def test_names_moved_to_the_harness_stay_importable():
+    from maplex import evaluation, harness
+    for name in ["EvaluationError", "summarise", "per_device", "headline", "report", "overview", "plots",
+                 "plot_ablation", "plot_vs_k", "plot_per_device", "ORDER", "KIND", "METRIC_NAMES", "STEPS"]:
+        assert getattr(evaluation, name) is getattr(harness, name), name
+
+
+def test_figures_carry_their_numbers():
+    import matplotlib
+    matplotlib.use("Agg")
+    from maplex.evaluation import paired_per_seed, per_device, plots
+    acc = {"lut": 0.8, "maple": 0.7, "maple-x1": 0.72, "maple-x": 0.72, "maplex": 0.83, "flops-linear": 0.1}
+    rows = pd.DataFrame([dict(protocol="P", method=m, target=t, k=k, seed=s, acc10=a + 0.01 * s + 0.001 * k)
+                         for m, a in acc.items() for t in ["x", "y"] for k in (3, 10) for s in range(3)])
+    figs = plots(rows)
+    assert sorted(figs) == ["ablation", "per_device_k10", "per_device_k3", "vs_k"]
+    assert all(f.get_size_inches()[0] >= 9 for f in figs.values())
+    heat = [t.get_text() for t in figs["per_device_k3"].axes[0].texts]
+    order = ["flops-linear", "lut", "maple", "maple-x1", "maple-x", "maplex"]  # table order; the mean row last
+    assert heat[-len(order):] == [f"{per_device(rows, k=3).loc['mean', m]:.2f}" for m in order]
+    ablation = [t.get_text() for t in figs["ablation"].axes[0].texts]
+    assert ablation == ["+0.020", "+0.000", "+0.030"]  # maple-x1 − maple, maple-x − maple-x1, maplex − lut
+    assert paired_per_seed(rows, "lut", "maplex").round(9).tolist() == [0.03] * 3
+    lo = figs["vs_k"].axes[0].get_ylim()[0]
+    assert 0.1 < lo < 0.7  # zoomed past the floor (flops-linear), not past the other rows
+    assert any("below the axis" in t.get_text() for t in figs["vs_k"].axes[0].get_legend().get_texts())

@@ -1,5 +1,6 @@
 """Tests of maplex.profile: the torch network, timing statistics, settings, environment parsing, perf records,
-resumption after an interruption (including a row cut off by a kill), the optional ONNX path and the embedded dataset."""
+resumption after an interruption (including a row cut off by a kill), the optional ONNX path and the embedded dataset.
+Parts live in maplex.machine and maplex.profilefiles (appendices A10, A11); maplex.profile re-exports them."""
 import gzip
 import json
 import sys
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from maplex import nb201, profile as P
+from maplex import machine, nb201, profile as P
 from maplex.data import POOL, DeviceTable, LatencyTable, load_devices, read_latency_csv
 from maplex.descriptors import PROBES
 from maplex.lut import LayerwiseLUT
@@ -164,7 +165,7 @@ def test_perf_rows_keep_unsupported_as_nan():
 
 
 def test_perf_missing_is_reported(monkeypatch):
-    monkeypatch.setattr(P.shutil, 'which', lambda name: None)
+    monkeypatch.setattr(machine.shutil, 'which', lambda name: None)  # perf_stat lives in maplex.machine (appendix A10)
     with pytest.raises(P.PerfUnavailableError, match='perf is not installed'):
         P.perf_stat(lambda: None)
 
@@ -289,3 +290,21 @@ def test_bad_counts_are_refused_before_anything_is_written(tmp_path, bad):
     with pytest.raises(P.ProfileError, match="repeats"):
         P.profile_device(tmp_path / "out", settings=["torch-t1-b1"], archs=[0, 1], progress=False, **bad)
     assert not (tmp_path / "out").exists()
+
+
+def test_appendix_modules_are_lower_layers_and_reexported():
+    import maplex.profilefiles as F
+    for name in ('ProfileError', 'cpu_specs', 'detect_environment', 'perf_stat', 'to_onnx', 'onnx_writer'):
+        assert getattr(P, name) is getattr(machine, name)
+    for name in ('load_embedded', 'load_profile', 'read_profile_file', 'read_environment', 'STATS_FILE', '_read_rows'):
+        assert getattr(P, name) is getattr(F, name)
+    import ast
+    for mod in (machine, F):  # lower layers: they never import the lesson module that re-exports them
+        tree = ast.parse(open(mod.__file__).read())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module in ('profile', 'maplex.profile')]
+
+
+def test_to_onnx_refuses_an_adaptive_pool_to_more_than_one_pixel():
+    pytest.importorskip('onnx')
+    with pytest.raises(P.ProfileError, match='AdaptiveAvgPool2d'):
+        P.to_onnx(torch.nn.AdaptiveAvgPool2d(2).eval())

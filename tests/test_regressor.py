@@ -338,3 +338,11 @@ def test_maplex_predicts_nothing_for_no_archs(pool):
     train, devices, samples, probes, _ = pool
     m = MapleX(**FAST).fit(train, devices, "target", samples, probes)
     assert m.predict([]).shape == (0,)
+
+
+def test_plumbing_names_stay_importable_from_the_regressor():
+    "Errors, input checks and the saved-model format live in maplex.modelio (appendix A8); maplex.regressor re-exports them."
+    from maplex import modelio, regressor
+    for name in ("RegressorError", "NotFittedError", "ConfigError", "TaskError", "FORMAT_VERSION", "read_model",
+                 "write_model"):
+        assert getattr(regressor, name) is getattr(modelio, name)

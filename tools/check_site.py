@@ -58,7 +58,7 @@ PAGE_JS = """() => {
   return {
     text: main.innerText,
     prose: proseText,
-    headings: [...main.querySelectorAll('h1,h2,h3,h4,h5,h6,.page-subtitle')].map(h => h.innerText),
+    headings: [...document.querySelectorAll('h1,h2,h3,h4,h5,h6,.page-subtitle,nav a,title')].map(h => h.innerText),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
     images: [...main.querySelectorAll('img')].map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0,
@@ -97,7 +97,7 @@ def leak_problems(name: str, info: dict) -> list[str]:
             problems.append(f"{name}: raw markup, {what}: ...{excerpt(info['prose'], m)}...")
     for h in info["headings"]:
         if "`" in h:
-            problems.append(f"{name}: backticks in a heading or subtitle: {h!r}")
+            problems.append(f"{name}: backticks in a heading, subtitle, title or navigation link: {h!r}")
     for snippet in info["math_unrendered"]:
         problems.append(f"{name}: an equation was not rendered to MathML: {snippet!r}")
     if info["math_empty"]:
