@@ -25,24 +25,20 @@ from . import data, nb201
 from .core import MaplexError, file_lock
 from .numerics import DTYPE
 from .regressor import ConfigError, read_model, write_model
-from .evaluation import (HELP_TARGETS, Task, draw_samples, get_method, get_protocol, make_task, metrics,
-                               register_method, score_cells, score_task)
+from .evaluation import Task, register_method
 
 # %% auto #0
-__all__ = ['HELP_REFERENCE', 'HELP_VALID', 'HELP_TABLE3', 'HELP_CODE_VERSION', 'NODES', 'NODE_FEATS', 'CELL_ADJ', 'ENCODERS',
-           'HELP_FORMAT', 'DENORMS', 'HelpError', 'MissingProbesError', 'hardware_embedding', 'minmax_scale',
-           'minmax_unscale', 'trim_outliers', 'cell_features', 'arch_inputs', 'GraphConv', 'HelpNet', 'ZModulator',
-           'modulate', 'HelpConfig', 'HelpModel', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData',
-           'device_data', 'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'episode_loss', 'Checkpoint',
-           'meta_train', 'cache_key', 'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles',
-           'minmax_affine', 'affine_fit', 'HelpPredictor', 'Help', 'validation_scores', 'help_method',
-           'help_protocol_scores', 'evaluate_help', 'compare_table3']
+__all__ = ['HELP_REFERENCE', 'HELP_VALID', 'HELP_CODE_VERSION', 'NODES', 'NODE_FEATS', 'CELL_ADJ', 'ENCODERS', 'HELP_FORMAT',
+           'DENORMS', 'HelpError', 'MissingProbesError', 'hardware_embedding', 'minmax_scale', 'minmax_unscale',
+           'trim_outliers', 'cell_features', 'arch_inputs', 'GraphConv', 'HelpNet', 'ZModulator', 'modulate',
+           'HelpConfig', 'HelpModel', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData', 'device_data',
+           'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'episode_loss', 'Checkpoint', 'meta_train',
+           'cache_key', 'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles', 'minmax_affine',
+           'affine_fit', 'HelpPredictor', 'Help', 'help_method']
 
 # %% ../nbs/85_help.ipynb #eb49427f
 HELP_REFERENCE = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)  # HELP's 10 reference cells (NB201 indices)
 HELP_VALID = ("titanx_1", "titanx_32", "titanx_256", "gold_6240")  # HELP's meta-validation devices
-HELP_TABLE3 = {"titan_rtx_256": 0.987, "gold_6226": 0.989, "pixel2": 0.802, "raspi4": 0.890,
-               "eyeriss": 0.940, "fpga": 0.985}  # HELP's published NB201 Spearman (Table 3, 10 + 10 samples)
 HELP_CODE_VERSION = 2  # part of the cache key: bump it when meta-training changes (2: float64)
 
 class HelpError(MaplexError):
@@ -534,110 +530,9 @@ class Help(HelpPredictor):
             self.scale = affine_fit(self.predict_normalised(measured.index), measured.to_numpy()) or self.scale
         return self
 
-# %% ../nbs/85_help.ipynb #80a2f66e
-def validation_scores(protocol: str = "P-HELP", # its training devices provide the model and the validation devices
-                      draws: Iterable[int] = range(10), # sample draws per validation device
-                      k: int = 10, # adaptation samples
-                      denorms: Iterable[str] = DENORMS, # the variants compared
-                      meta_seed: int = 0, # one meta-trained model for every draw
-                      table: data.LatencyTable | None = None, devices: data.DeviceTable | None = None,
-                      **help_kwargs, # passed to `Help`
-                     ) -> pd.DataFrame:
-    "Score each de-normalisation on the validation devices (never a target): adapt on k pool cells, score the rest."
-    table = table if table is not None else data.load_nb201()
-    devices = devices if devices is not None else data.load_devices()
-    pool = list(get_protocol(protocol).pool)
-    train, rows = table.select(pool), []
-    for dev in split_roles(pool, help_kwargs.get("valid_devices", HELP_VALID))[1]:
-        lat = table[dev]
-        for draw in draws:
-            s = draw_samples(k, 1000 + draw)  # apart from the evaluation's draws
-            task = Task(train, devices, dev, lat.loc[s], lat.loc[list(HELP_REFERENCE)])
-            rest = np.setdiff1d(np.asarray(data.POOL), np.union1d(s, HELP_REFERENCE))
-            for denorm in denorms:
-                m = Help(denorm=denorm, meta_seed=meta_seed, **help_kwargs).fit(task, seed=draw)
-                scores = metrics(m.predict(rest), lat.loc[rest].to_numpy())
-                rows.append(dict(device=dev, draw=draw, denorm=denorm, **scores))
-    return pd.DataFrame(rows)
-
 # %% ../nbs/85_help.ipynb #378c1ad9
 def help_method() -> Help:
     "HELP as the evaluation runs it: HELP's settings, one shared meta-trained model (meta_seed=0) per training set."
     return Help(meta_seed=0)
 
 register_method("help", help_method, module="maplex.help")
-
-# %% ../nbs/85_help.ipynb #ff9f1b23
-def _meta_test_rows(model: HelpModel, lat: pd.Series, kept: np.ndarray, s: np.ndarray, draw: int,
-                    scalings: Iterable[str]) -> list[dict]:
-    "One support draw `s` of HELP's own meta-test on one target, scored under each scaling of the target."
-    view, hw, cfg, rows = score_cells("help", lat), torch.from_numpy(hardware_embedding(lat)), model.config, []
-    for scaling in scalings:
-        span = lat.loc[kept] if scaling == "leaky" else lat.loc[s]  # "leaky" reads the target's trimmed pool
-        lo, hi = span.min(), span.max()
-        y = torch.tensor(minmax_scale(lat.loc[s].to_numpy(), lo, hi, cfg.portion), dtype=DTYPE)
-        adapted = adapt_mc(model, arch_inputs(s, cfg.encoder), y, hw, torch.Generator().manual_seed(draw))
-        pred = minmax_unscale(predict_mc(model, adapted, arch_inputs(view, cfg.encoder), hw), lo, hi, cfg.portion)
-        rows.append(dict(scaling=scaling, **metrics(pred, lat.loc[view].to_numpy())))
-    return rows
-
-# %% ../nbs/85_help.ipynb #026e3b45
-def help_protocol_scores(seeds: Iterable[int] = range(3), # meta-training seeds (one model each)
-                         draws: Iterable[int] = range(10), # support draws per target and seed
-                         scalings: Iterable[str] = ("leaky", "support"), # target scale: trimmed pool's or support's
-                         targets: Iterable[str] = HELP_TARGETS, # P-HELP targets
-                         table: data.LatencyTable | None = None,
-                         **help_kwargs, # `Help` settings (episodes, encoder, cache, ...)
-                        ) -> pd.DataFrame:
-    "Diagnostic, not a method: our models under HELP's own meta-test (support from the target's trimmed pool)."
-    table = table if table is not None else data.load_nb201()
-    h, pool, rows = Help(**help_kwargs), list(get_protocol("P-HELP").pool), []
-    train, valid = split_roles(pool, h.valid_devices)
-    for seed in seeds:
-        model = pretrained(table.select(pool), train, valid, h.config, seed, h.cache)
-        for target in targets:
-            lat = table[target]  # this reads the target's pool: fine for a diagnostic, never for a method
-            kept = trim_outliers(lat.loc[np.asarray(data.POOL)], model.config.trim)
-            for draw in draws:
-                s = np.random.default_rng([seed, draw, 99]).choice(kept, model.config.support, replace=False)
-                rows += [dict(seed=seed, target=target, draw=draw, **r)
-                         for r in _meta_test_rows(model, lat, kept, s, draw, scalings)]
-    return pd.DataFrame(rows)
-
-# %% ../nbs/85_help.ipynb #d7f0030c
-def evaluate_help(seeds: Iterable[int] = range(10), # seeds of the draws (and, with meta_seed=None, of meta-training)
-                  k: int = 10, # adaptation samples (HELP: 10)
-                  protocol: str = "P-HELP", # device split
-                  targets: Iterable[str] | None = None, # default: the protocol's targets
-                  table: data.LatencyTable | None = None, devices: data.DeviceTable | None = None,
-                  log: Callable[[str], None] | None = None, # called with each finished row's summary
-                  **help_kwargs, # passed to `Help`
-                 ) -> pd.DataFrame:
-    "Fit and score `Help` on targets x seeds, both views: `evaluation.evaluate_one`'s rows, plus meta-training time."
-    table = table if table is not None else data.load_nb201()
-    devices = devices if devices is not None else data.load_devices()
-    proto, rows = get_protocol(protocol), []
-    for seed in seeds:
-        for target in targets or proto.targets:
-            method = Help(**help_kwargs)
-            task = make_task(table, devices, proto, target, k, seed, method.probe_archs)
-            row = score_task(method, task, table[target], protocol=proto.name, seed=seed)
-            info = method.model.info
-            rows.append({**row, "meta_train_s": info["seconds"], "best_episode": info["best_episode"]})
-            if log:
-                log(f"seed {seed} {target}: help-view Spearman {row['help_spearman']:.3f}, acc10 {row['acc10']:.3f}")
-    return pd.DataFrame(rows)
-
-# %% ../nbs/85_help.ipynb #46769180
-def compare_table3(rows: pd.DataFrame, # rows of `evaluate_help` or `evaluation.run` (method "help")
-                   metric: str = "help_spearman", # HELP's metric on its view
-                  ) -> pd.DataFrame:
-    "Per Table 3 target present: our mean ± std over seeds beside HELP's published Spearman, and the means."
-    g = rows.groupby("target")[metric]
-    present = [t for t in HELP_TABLE3 if t in g.groups]
-    out = pd.DataFrame({"ours": g.mean(), "std": g.std(), "seeds": g.count()}).reindex(present)
-    out["published"] = pd.Series(HELP_TABLE3)
-    per_seed = rows[rows.target.isin(present)].groupby("seed")[metric].mean()  # mean over targets, per seed
-    out.loc["mean"] = [per_seed.mean(), per_seed.std(), per_seed.count(), out["published"].mean()]
-    out["gap"] = out["ours"] - out["published"]
-    return out

@@ -30,7 +30,7 @@ import torch
 from maplex import data
 from maplex.core import atomic_write
 from maplex.evaluation import get_protocol
-from maplex.help import validation_scores
+from maplex.helpexp import validation_scores
 from maplex.ours import inner_study
 from maplex.regressor import maple_inner_study
 
