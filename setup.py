@@ -18,6 +18,7 @@ min_python = cfg["min_python"]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 onnx_requirements = cfg.get("onnx_requirements", "").split()  # the `onnx` extra: the ONNX Runtime profiling setting
+dask_requirements = cfg.get("dask_requirements", "").split()  # the `dask` extra: evaluation on a Dask cluster
 console_scripts = cfg.get("console_scripts", "").split()
 
 setuptools.setup(
@@ -44,7 +45,7 @@ setuptools.setup(
     # every file under maplex/assets/, subfolders included (the profiled dataset and its README.md)
     package_data={"maplex": ["assets/**/*"]},
     install_requires=requirements,
-    extras_require={"dev": dev_requirements, "onnx": onnx_requirements},
+    extras_require={"dev": dev_requirements, "onnx": onnx_requirements, "dask": dask_requirements},
     python_requires=">=" + min_python,
     zip_safe=False,
     entry_points={"console_scripts": console_scripts, "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},

@@ -140,7 +140,8 @@ def cmd_evaluate(args) -> int:
     "Run a protocol; write results.csv, and a summary and plots of every row the folder now holds, into --out."
     out = Path(args.out)
     df = evaluation.run(args.protocol, args.methods, ks=args.k, seeds=range(args.seeds), out=out / "results.csv",
-                        targets=args.targets, workers=args.workers, force=args.force)
+                        targets=args.targets, workers=args.workers, force=args.force, backend=args.backend,
+                        scheduler=args.scheduler)
     held = evaluation.load_results(out / "results.csv")  # earlier runs into the same folder included
     held = held[held.protocol == evaluation.get_protocol(args.protocol).name]
     atomic_write(out / f"summary_{args.protocol}.md", evaluation.report(held))
@@ -369,7 +370,11 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--k", nargs="+", type=positive_int, default=[3], help="adaptation samples (default: 3)")
     p.add_argument("--seeds", type=positive_int, default=10, help="seeds 0..N-1 (default: 10)")
     p.add_argument("--targets", nargs="*", help="only these targets (default: all of the protocol)")
-    p.add_argument("--workers", type=positive_int, default=2, help="processes (default: 2)")
+    p.add_argument("--workers", type=positive_int, default=2, help="processes with --backend local (default: 2)")
+    p.add_argument("--backend", choices=["local", "dask"], default="local",
+                   help="local: --workers processes on this machine; dask: the Dask cluster at --scheduler")
+    p.add_argument("--scheduler", help='with --backend dask: the scheduler\'s address, e.g. tcp://host:8786 '
+                   '(needs pip install "maplex[dask]")')
     p.add_argument("--force", action="store_true", help="recompute rows already in results.csv")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.set_defaults(func=cmd_evaluate)

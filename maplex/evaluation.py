@@ -17,7 +17,7 @@ from scipy import stats
 from . import data, nb201
 from .descriptors import PROBES
 from .harness import (FLOORS, KIND, MARKERS, METRIC_COLS, METRIC_NAMES, ORDER, STEPS, STYLES,  # noqa: F401
-                            EvaluationError, _ordered, headline, in_processes, in_this_process, overview,
+                            EvaluationError, _ordered, headline, in_dask, in_processes, in_this_process, overview,
                             paired_per_seed, per_device, plot_ablation, plot_per_device, plot_vs_k, plots, report,
                             run_jobs, summarise)
 from .lut import ProbeTable
@@ -316,6 +316,14 @@ def _here(todo: list):
     table, devices = data.load_nb201(), data.load_devices()
     yield from in_this_process(evaluate_one, todo, table=table, devices=devices)
 
+def _compute(backend: str, scheduler, workers: int, plugins: tuple[str, ...]) -> Callable[[list], Iterable[dict]]:
+    "How the rows of a list of jobs are computed: on a Dask cluster, in worker processes, or here."
+    def compute(todo: list):
+        if backend == "dask":
+            return in_dask(evaluate_one, todo, scheduler, plugins)
+        return _in_processes(todo, workers, plugins) if workers > 1 and len(todo) > 1 else _here(todo)
+    return compute
+
 # %% ../nbs/80_evaluation.ipynb #e0dc2758
 def run(protocol: str, # protocol name
         methods: Iterable[str], # method names (see METHODS)
@@ -326,14 +334,19 @@ def run(protocol: str, # protocol name
         workers: int = 2, # processes (1 = run here)
         progress: bool = True, # show a progress bar
         force: bool = False, # recompute rows already in `out`
+        backend: str = "local", # "local" (`workers` processes here) or "dask" (a cluster, appendix A3)
+        scheduler=None, # with backend="dask": the scheduler's address or a `distributed.Client`
        ) -> pd.DataFrame:
     "Evaluate methods × targets × k × seeds; append rows to `out` as they finish; return the rows asked for."
     proto = get_protocol(protocol)
+    if backend not in ("local", "dask") or (backend == "dask") != (scheduler is not None):
+        raise EvaluationError(f"backend={backend!r} with scheduler={scheduler!r}: use backend='local', or "
+                              "backend='dask' with the scheduler's address.")
     methods = [get_method(m).name and m for m in methods]  # validates the names
     for t in (targets or ()): proto.train_devices(t)  # validates the targets
     jobs = _jobs(proto, methods, list(ks), list(seeds), targets)
     plugins = tuple(dict.fromkeys(_PLUGINS[m] for m in methods if m in _PLUGINS))
-    compute = lambda todo: _in_processes(todo, workers, plugins) if workers > 1 and len(todo) > 1 else _here(todo)
+    compute = _compute(backend, scheduler, workers, plugins)
     return run_jobs(jobs, _job_key, compute, COLUMNS, KEY, out, force, progress, desc=proto.name)
 
 def load_results(path) -> pd.DataFrame:

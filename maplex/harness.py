@@ -25,8 +25,8 @@ from .results import ResultsFile
 
 # %% auto #0
 __all__ = ['METRIC_COLS', 'METRIC_NAMES', 'ORDER', 'KIND', 'STEPS', 'FLOORS', 'MARKERS', 'STYLES', 'EvaluationError',
-           'in_processes', 'in_this_process', 'run_jobs', 'summarise', 'per_device', 'headline', 'report', 'overview',
-           'paired_per_seed', 'plot_ablation', 'plot_vs_k', 'plot_per_device', 'plots']
+           'in_processes', 'in_this_process', 'in_dask', 'run_jobs', 'summarise', 'per_device', 'headline', 'report',
+           'overview', 'paired_per_seed', 'plot_ablation', 'plot_vs_k', 'plot_per_device', 'plots']
 
 # %% ../nbs/a3_harness.ipynb #7f0d7367
 class EvaluationError(MaplexError):
@@ -66,6 +66,34 @@ def in_this_process(job: Callable, todo: list[tuple], **kwargs) -> Iterator:
     "Yield `job(*args, **kwargs)` one by one in this process, on one torch thread (as in a worker)."
     with torch_threads(1):  # the same seed gives the same numbers with 1 or 2 workers
         for args in todo: yield job(*args, **kwargs)
+
+# %% ../nbs/a3_harness.ipynb #1a845170
+def _dask_call(job: Callable, args: tuple, plugins: tuple[str, ...]):
+    "Run one job in a Dask worker as a local worker would: plugin modules imported, torch on one thread."
+    for m in plugins:
+        importlib.import_module(m)
+    with torch_threads(1):  # restored afterwards: the worker's threads are not ours to keep
+        return job(*args)
+
+def in_dask(job: Callable, # a module-level function (workers import it by name)
+            todo: list[tuple], # the arguments of each call
+            scheduler, # the scheduler's address ("tcp://host:8786") or a `distributed.Client`
+            plugins: tuple[str, ...] = (), # modules each job imports first
+           ) -> Iterator:
+    "Yield `job(*args)` for each `args` of `todo` as they finish on a Dask cluster; an interruption cancels the rest."
+    try:
+        from distributed import Client, as_completed as finished
+    except ImportError as e:
+        raise EvaluationError('The dask backend needs Dask: pip install "maplex[dask]".') from e
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    futures = [client.submit(_dask_call, job, args, plugins, pure=False) for args in todo]
+    try:
+        for f in finished(futures):
+            yield f.result()
+    finally:  # after an interruption or a failed job, no job keeps running for nothing
+        client.cancel(futures)
+        if client is not scheduler:
+            client.close()
 
 # %% ../nbs/a3_harness.ipynb #3e6072b0
 def _key(row: dict, key: list[str]) -> tuple[str, ...]: return tuple(str(row[c]) for c in key)

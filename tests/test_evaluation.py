@@ -8,8 +8,8 @@ import pytest
 
 import maplex.help  # noqa: F401  (registers "help")
 from maplex import data
-from maplex.evaluation import (KEY, PROTOCOLS, TOLERANCE, Task, evaluate_one, get_method, get_protocol, load_results,
-                               make_task, metrics, run, score_cells)
+from maplex.evaluation import (KEY, PROTOCOLS, TOLERANCE, EvaluationError, Task, evaluate_one, get_method, get_protocol,
+                               load_results, make_task, metrics, run, score_cells)
 from maplex.numerics import torch_threads
 
 pytestmark = pytest.mark.skipif(
@@ -167,3 +167,39 @@ def test_figures_carry_their_numbers():
     lo = figs["vs_k"].axes[0].get_ylim()[0]
     assert 0.1 < lo < 0.7  # zoomed past the floor (flops-linear), not past the other rows
     assert any("below the axis" in t.get_text() for t in figs["vs_k"].axes[0].get_legend().get_texts())
+
+
+def test_a_dask_cluster_gives_the_rows_of_a_local_run(tmp_path):
+    "The same grid on a two-worker Dask LocalCluster and in this process: the same rows, the timing column aside."
+    import logging
+
+    from distributed import LocalCluster
+    asked = dict(methods=["closest-linear", "lut", "maple", "maplex"], ks=[3], seeds=[0],
+                 targets=["gold_6226", "titan_rtx_1"], progress=False)
+    local = run("P-X6", **asked, workers=1, out=tmp_path / "local.csv")
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR) as c:
+        remote = run("P-X6", **asked, backend="dask", scheduler=c.scheduler_address, out=tmp_path / "dask.csv")
+    files = [load_results(tmp_path / f).drop(columns="fit_predict_s") for f in ("local.csv", "dask.csv")]
+    assert len(files[0]) == 8
+    pd.testing.assert_frame_equal(files[0], files[1])  # the file is in canonical order however jobs finished
+    rows = [df.drop(columns="fit_predict_s").sort_values(KEY).reset_index(drop=True) for df in (local, remote)]
+    pd.testing.assert_frame_equal(rows[0], rows[1])
+
+
+@pytest.mark.parametrize("backend, scheduler", [("dask", None), ("local", "tcp://127.0.0.1:1"), ("ray", None)])
+def test_a_backend_needs_its_scheduler(tmp_path, backend, scheduler):
+    with pytest.raises(EvaluationError, match="backend="):
+        run("P-X6", ["lut"], seeds=[0], backend=backend, scheduler=scheduler, out=tmp_path / "r.csv")
+    assert not (tmp_path / "r.csv").exists()  # refused before any file is written
+
+
+def test_a_failed_dask_job_raises_in_the_caller():
+    import logging
+    import operator
+
+    from distributed import LocalCluster
+
+    from maplex.harness import in_dask
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.CRITICAL) as c:
+        with pytest.raises(ZeroDivisionError):
+            list(in_dask(operator.truediv, [(1, 0), (2, 1)], c.scheduler_address))
