@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, data, evaluation, nb201, profile
-from . import help as _help  # noqa: F401  registers the "help" method (lesson 85) with the evaluation
 from .core import MaplexError, atomic_file, atomic_write
 from .numerics import torch_threads
 

@@ -5,6 +5,7 @@
 # %% ../nbs/80_evaluation.ipynb #37b642be
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,7 +215,7 @@ class MaplexMethod:
     def predict(self, archs) -> np.ndarray: return self.model.predict(archs).to_numpy()
 
 # %% ../nbs/80_evaluation.ipynb #be4f6592
-METHODS: dict[str, Callable[[], object]] = {
+METHODS: dict[str, Callable[[], object] | str] = {
     "closest-linear": ClosestDeviceLinear,
     "flops-linear": FlopsLinear,
     "lut": ProbeLUT,
@@ -222,23 +223,31 @@ METHODS: dict[str, Callable[[], object]] = {
     "maple-x1": lambda: MapleXMethod("maple-x1", "MAPLE-X1"),
     "maple-x": lambda: MapleXMethod("maple-x", "MAPLE-X"),
     "maplex": MaplexMethod,  # ours, beyond the papers (lesson 75)
-}  # the rows every results table carries; HELP registers itself in lesson 85
+    "help": "maplex.help:help_method",  # lesson 85, above this one: imported when first asked for, by name
+}  # every row a results table carries; "module:function" names a factory that `get_method` imports on demand
 _PLUGINS: dict[str, str] = {}  # method name -> module that registered it (imported again in worker processes)
 
 def register_method(name: str, # the name results rows and the command line use
                     factory: Callable[[], object], # returns a fresh method object
                     module: str | None = None, # module to import so the name exists (default: the factory's)
                    ) -> None:
-    "Make a method of a higher lesson (e.g. HELP) available to `get_method` and `run` under `name`."
+    "Make a method of your own available to `get_method` and `run` under `name`."
     METHODS[name] = factory
     _PLUGINS[name] = module or factory.__module__
+
+def _factory(name: str) -> Callable[[], object]:
+    "The factory of a method: a callable, or a \"module:function\" name imported now (no module registers itself)."
+    factory = METHODS[name]
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory
 
 def get_method(name: str):
     "A fresh method object by name."
     if name not in METHODS:
-        hint = " (HELP: `import maplex.help` first)" if name == "help" else ""
-        raise EvaluationError(f"unknown method {name!r}; choose from {sorted(METHODS)}{hint}.")
-    return METHODS[name]()
+        raise EvaluationError(f"unknown method {name!r}; choose from {sorted(METHODS)}.")
+    return _factory(name)()
 
 # %% ../nbs/80_evaluation.ipynb #34de5592
 def plot_pred_vs_true(method: str, protocol: str, target: str, k: int = 3, seed: int = 0, ax=None):

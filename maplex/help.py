@@ -25,7 +25,7 @@ from . import data, nb201
 from .core import MaplexError, file_lock
 from .numerics import DTYPE
 from .regressor import ConfigError, read_model, write_model
-from .evaluation import Task, register_method
+from .evaluation import Task
 
 # %% auto #0
 __all__ = ['HELP_REFERENCE', 'HELP_VALID', 'HELP_CODE_VERSION', 'NODES', 'NODE_FEATS', 'CELL_ADJ', 'ENCODERS', 'HELP_FORMAT',
@@ -534,5 +534,3 @@ class Help(HelpPredictor):
 def help_method() -> Help:
     "HELP as the evaluation runs it: HELP's settings, one shared meta-trained model (meta_seed=0) per training set."
     return Help(meta_seed=0)
-
-register_method("help", help_method, module="maplex.help")

@@ -107,3 +107,22 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644  # what open() gives under umask 022, not mkstemp's 0600
     finally:
         os.umask(mask)
+
+
+def test_the_common_path_imports_from_the_package_lazily():
+    "`from maplex import MapleX, load_nb201, load_devices` works, and `import maplex` alone loads no torch."
+    code = """
+import sys
+import maplex
+assert "torch" not in sys.modules and "maplex.regressor" not in sys.modules
+from maplex import MapleX, MaplexPredictor, load_nb201, load_devices, variant, data
+from maplex.regressor import MapleX as M
+assert MapleX is M and data.load_nb201 is load_nb201 and "MapleX" in dir(maplex)
+try:
+    maplex.no_such_name
+except AttributeError as e:
+    assert "no_such_name" in str(e)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr

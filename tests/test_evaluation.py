@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import maplex.help  # noqa: F401  (registers "help")
 from maplex import data
 from maplex.evaluation import (KEY, PROTOCOLS, TOLERANCE, EvaluationError, Task, evaluate_one, get_method, get_protocol,
                                load_results, make_task, metrics, run, score_cells)
@@ -203,3 +202,22 @@ def test_a_failed_dask_job_raises_in_the_caller():
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.CRITICAL) as c:
         with pytest.raises(ZeroDivisionError):
             list(in_dask(operator.truediv, [(1, 0), (2, 1)], c.scheduler_address))
+
+
+def test_the_registry_imports_help_on_demand_and_no_module_registers_itself():
+    "Importing the evaluation does not import HELP; asking for it does; importing HELP changes no registry."
+    import subprocess
+    import sys
+    code = """
+import sys
+import maplex.evaluation as e
+before = dict(e.METHODS)
+assert "maplex.help" not in sys.modules
+m = e.get_method("help")
+assert type(m).__module__ == "maplex.help" and "maplex.help" in sys.modules
+import maplex.help, maplex.helpexp
+assert e.METHODS == before and e._PLUGINS == {}
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import maplex.help  # noqa: F401  (registers the HELP method)
 from maplex import __version__, data, evaluation, nb201
 from maplex.core import atomic_write
 

@@ -40,7 +40,6 @@ VARIANTS = {  # name -> (torch threads, extra environment)
 METRICS = ["acc10", "acc5", "spearman", "kendall", "mape", "help_acc10", "help_spearman"]
 CHILD = """
 import json, sys, torch
-import maplex.help  # registers "help"
 from maplex.evaluation import evaluate_one
 torch.set_num_threads(int(sys.argv[1]))
 rows = [evaluate_one(m, p, t, int(k), int(s)) for p, m, t, k, s in json.loads(sys.argv[2])]
