@@ -6,22 +6,31 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
+import http.client
 import io
+import logging
 import os
 import pickle
-import urllib.error
+import re
+import shutil
 import urllib.request
+import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import platformdirs
 from tqdm import tqdm
+
+with warnings.catch_warnings():  # pooch imports tqdm.auto, which warns inside Jupyter when ipywidgets is missing
+    warnings.simplefilter("ignore")
+    import pooch
 
 from . import nb201
 from .core import MaplexError, atomic_write
@@ -62,10 +71,9 @@ NB201_DEVICES = ("1080ti_1", "1080ti_32", "1080ti_256", "titanx_1", "titanx_32",
 
 # %% ../nbs/a4_datafiles.ipynb #a03d67e1
 def cache_dir() -> Path:
-    "Where downloads go: `$MAPLEX_CACHE`, else `$XDG_CACHE_HOME/maplex`, else `~/.cache/maplex`."
-    if os.environ.get("MAPLEX_CACHE"): return Path(os.environ["MAPLEX_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "maplex"
+    "Where downloads go: `$MAPLEX_CACHE`, else the OS's user cache folder (`~/.cache/maplex` on Linux)."
+    if env := os.environ.get("MAPLEX_CACHE"): return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("maplex", appauthor=False)).expanduser()
 
 # %% ../nbs/a4_datafiles.ipynb #a2b32b49
 def data_dir() -> Path:
@@ -373,33 +381,77 @@ def help_manifest_devices() -> list[str]:
     return [p.split("/")[-1][:-3] for p in help_manifest()["path"] if "/latency/" in p]
 
 # %% ../nbs/a4_datafiles.ipynb #94781766
-def _sha256(data: bytes) -> str: return hashlib.sha256(data).hexdigest()
+def _inner(e: BaseException) -> BaseException | None:
+    "The exception behind `e`: urllib3's `reason`, one among its args, or its cause."
+    for c in (getattr(e, "reason", None), *e.args, e.__cause__, e.__context__):
+        if isinstance(c, BaseException): return c
+    return None
 
 # %% ../nbs/a4_datafiles.ipynb #d7757e43
-def _fetch(url: str, timeout: float) -> bytes:
-    "The bytes at `url` (https://, http:// or file://), or DownloadError saying why not."
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r: return r.read()
-    except urllib.error.HTTPError as e:
-        raise DownloadError(f"could not fetch {url}: HTTP {e.code} {e.reason}. Check that base_url points at HELP's "
-                            f"data/ folder (default {DEFAULT_URL}).") from None
-    except (OSError, ValueError) as e:  # URLError and time-outs are OSErrors; ValueError: a malformed URL
-        raise DownloadError(f"could not fetch {url}: {getattr(e, 'reason', e)}. maplex needs the network once, to "
-                            "fetch HELP's files; check your connection, or pass base_url= a local copy of HELP's data/ "
-                            f"folder (file:///...), or set MAPLEX_DATA to a folder holding {NB201_FILE}.") from None
+def _why(e: BaseException) -> str:
+    "The innermost cause of a failed request in a few words, e.g. `[Errno 111] Connection refused`."
+    for _ in range(20):  # chains are short; the bound only guards against a cycle
+        if (c := _inner(e)) is None: break
+        e = c
+    if isinstance(e, http.client.IncompleteRead): return f"the download was cut short ({e!r})"
+    return str(e) or type(e).__name__
 
 # %% ../nbs/a4_datafiles.ipynb #6d682ab7
-def _ensure(rel: str, want: str, help_dir: Path, base_url: str, timeout: float) -> None:
-    "Make `help_dir/rel` a verified copy of HELP's file `data/rel`."
-    dest = help_dir / rel
-    if dest.is_file() and _sha256(dest.read_bytes()) == want: return
-    url = base_url.rstrip("/") + "/" + rel
-    data = _fetch(url, timeout)
-    if (got := _sha256(data)) != want:
-        raise ChecksumError(f"data/{rel}: sha256 mismatch, expected {want} (maplex's manifest of {HELP_REPO} @ "
-                            f"{HELP_COMMIT[:7]}) but got {got} from {url}. The file was not saved; retry, or check "
-                            "that base_url points at HELP's data/ folder at that commit.")
-    atomic_write(dest, data)
+def _download_error(url: str, e: BaseException) -> DownloadError:
+    "One line for a failed fetch of `url`: an HTTP status points at base_url, anything else at the network."
+    if (r := getattr(e, "response", None)) is not None:
+        return DownloadError(f"could not fetch {url}: HTTP {r.status_code} {r.reason}. Check that base_url points at "
+                             f"HELP's data/ folder (default {DEFAULT_URL}).")
+    return DownloadError(f"could not fetch {url}: {_why(e)}. maplex needs the network once, to fetch HELP's files; "
+                         "check your connection, or pass base_url= a local copy of HELP's data/ folder (file:///...), "
+                         f"or set MAPLEX_DATA to a folder holding {NB201_FILE}.")
+
+# %% ../nbs/a4_datafiles.ipynb #f2267625
+class _Downloader:
+    "A pooch downloader: pooch's HTTPDownloader for http(s), urllib for file:// URLs; failures as DownloadError."
+    def __init__(self, timeout: float):  # seconds per request
+        self.http = pooch.HTTPDownloader(progressbar=False, timeout=timeout, chunk_size=2**16)
+
+    def __call__(self, url: str, output_file: str, pup: pooch.Pooch | None = None, check_only: bool = False):
+        try:
+            if not url.startswith("file:"): return self.http(url, output_file, pup, check_only=check_only)
+            with urllib.request.urlopen(url) as src:
+                if check_only: return True
+                with open(output_file, "wb") as dst: shutil.copyfileobj(src, dst)
+        except (OSError, ValueError) as e: raise _download_error(url, e) from None
+
+# %% ../nbs/a4_datafiles.ipynb #f52227dc
+def _help_pooch(help_dir: Path,  # where the files go (a copy of HELP's data/)
+                base_url: str,  # URL of HELP's data/ folder
+                retries: int,  # extra attempts after a failed download or hash check
+               ) -> pooch.Pooch:
+    "A Pooch over HELP's data/ folder whose registry is maplex's sha256 manifest."
+    m = help_manifest()
+    registry = {p.removeprefix("data/"): f"sha256:{s}" for p, s in zip(m["path"], m["sha256"])}
+    return pooch.create(path=help_dir, base_url=base_url, registry=registry, retry_if_failed=retries)
+
+# %% ../nbs/a4_datafiles.ipynb #f9225ba3
+@contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    "Mute pooch's per-file log lines (maplex shows one progress bar over the files instead)."
+    log = pooch.get_logger()
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try: yield
+    finally: log.setLevel(level)
+
+# %% ../nbs/a4_datafiles.ipynb #a4241e27
+def _ensure(pup: pooch.Pooch, rel: str, downloader: _Downloader) -> None:
+    "Make `rel` a verified copy in the pooch's folder; pooch's hash mismatch becomes a ChecksumError naming the fix."
+    try: pup.fetch(rel, downloader=downloader)
+    except DownloadError: raise
+    except ValueError as e:  # pooch: "SHA256 hash of downloaded file (...) does not match ... but got <hash>. ..."
+        if "hash" not in str(e): raise
+        got = m.group(1) if (m := re.search(r"but got (\w+)", str(e))) else "a different hash"
+        raise ChecksumError(f"data/{rel}: sha256 mismatch, expected {pup.registry[rel].split(':')[-1]} (maplex's "
+                            f"manifest of {HELP_REPO} @ {HELP_COMMIT[:7]}) but got {got} from {pup.get_url(rel)}. "
+                            "The file was not saved; retry, or check that base_url points at HELP's data/ folder "
+                            "at that commit.") from None
 
 # %% ../nbs/a4_datafiles.ipynb #4cf78f51
 def fetch_help(cache,  # the cache folder; files go to `cache/help/<HELP_COMMIT>/data`
@@ -407,11 +459,13 @@ def fetch_help(cache,  # the cache folder; files go to `cache/help/<HELP_COMMIT>
                base_url: str = DEFAULT_URL,  # URL of HELP's `data/` folder (https://, http:// or file://)
                progress: bool = True,  # show a tqdm bar over files
                timeout: float = 10.0,  # seconds per request
+               retries: int = 1,  # extra attempts after a failed download or hash check
               ) -> Path:
     "Bring HELP's index map, reference list and the devices' latency files into the cache, sha256-verified."
     help_dir = Path(cache) / "help" / HELP_COMMIT / "data"
-    sha = help_manifest().set_index("path")["sha256"]
+    devices = _known(devices, help_manifest_devices(), "HELP manifest")
+    pup, downloader = _help_pooch(help_dir, base_url, retries), _Downloader(timeout)
     rels = [ARCH2IDX_PT, EMBEDDING_PT] + [f"nasbench201/latency/{d}.pt" for d in devices]
-    for rel in tqdm(rels, desc="HELP files", unit="file", disable=not progress):
-        _ensure(rel, sha["data/" + rel], help_dir, base_url, timeout)
+    with _quiet_pooch():
+        for rel in tqdm(rels, desc="HELP files", unit="file", disable=not progress): _ensure(pup, rel, downloader)
     return help_dir

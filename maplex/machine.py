@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import torch
 from torch import nn
 
@@ -70,16 +71,13 @@ def _run_lscpu() -> str:
     except (OSError, subprocess.SubprocessError): return ''
 
 # %% ../nbs/a10_machine.ipynb #7c534fe9
-def cpu_specs(cpuinfo: str | None = None,  # /proc/cpuinfo text (read if None)
-              lscpu: str | None = None,  # `lscpu` output (run if None)
-              cpufreq_khz: str | None = None  # /sys/.../cpu0/cpufreq/cpuinfo_max_freq text (read if None)
-             ) -> dict:
-    "CPU model, logical CPUs, cores, max clock (GHz) and where the clock came from, as far as the OS tells."
-    cpuinfo = _read('/proc/cpuinfo') if cpuinfo is None else cpuinfo
-    lscpu = _run_lscpu() if lscpu is None else lscpu
-    if cpufreq_khz is None: cpufreq_khz = _read('/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq')
+def _text_specs(cpuinfo: str,  # /proc/cpuinfo text
+                lscpu: str,  # `lscpu` output
+                cpufreq_khz: str  # /sys/.../cpu0/cpufreq/cpuinfo_max_freq text
+               ) -> dict:
+    "The keys of `cpu_specs` (model, counts, max clock and its source, hypervisor...) from recorded text."
     ci, ls = _kv(cpuinfo), _kv(lscpu)
-    logical = int(ls.get('CPU(s)') or cpuinfo.count('processor\t:') or os.cpu_count() or 0) or None
+    logical = int(ls.get('CPU(s)') or cpuinfo.count('processor\t:')) or None
     per_socket, sockets = ls.get('Core(s) per socket'), ls.get('Socket(s)')
     cores = (int(per_socket) * int(sockets) if per_socket and sockets
              else (int(ci['cpu cores']) if 'cpu cores' in ci else logical))
@@ -88,19 +86,52 @@ def cpu_specs(cpuinfo: str | None = None,  # /proc/cpuinfo text (read if None)
                 max_clock_ghz=round(clock, 3), clock_source=source, hypervisor=ls.get('Hypervisor vendor', ''),
                 threads_per_core=int(ls['Thread(s) per core']) if ls.get('Thread(s) per core') else None)
 
+# %% ../nbs/a10_machine.ipynb #e67cfad8
+def _psutil_clock() -> dict:
+    "The max clock (GHz) psutil reads from cpufreq, else its current clock, with the source; {} if it tells neither."
+    try: f = psutil.cpu_freq()  # MHz; None, or max 0.0 without cpufreq
+    except (AttributeError, NotImplementedError, OSError): f = None
+    if f is not None and f.max > 0: return dict(max_clock_ghz=round(f.max / 1e3, 3), clock_source='psutil cpufreq max')
+    if f is not None and f.current > 0:
+        return dict(max_clock_ghz=round(f.current / 1e3, 3),
+                    clock_source='psutil current clock (no cpufreq: current/nominal clock)')
+    return {}
+
+# %% ../nbs/a10_machine.ipynb #004bc5aa
+def _psutil_specs() -> dict:
+    "Logical CPUs, physical cores and max clock as psutil tells them; what it cannot tell is left out."
+    counts = dict(logical_cpus=psutil.cpu_count(), cores=psutil.cpu_count(logical=False))
+    return {**{k: v for k, v in counts.items() if v}, **_psutil_clock()}
+
+# %% ../nbs/a10_machine.ipynb #0d92a87e
+def cpu_specs(cpuinfo: str | None = None,  # recorded /proc/cpuinfo text; all three None: this machine, live
+              lscpu: str | None = None,  # recorded `lscpu` output
+              cpufreq_khz: str | None = None  # recorded /sys/.../cpu0/cpufreq/cpuinfo_max_freq text
+             ) -> dict:
+    "CPU model, logical CPUs, cores, max clock (GHz) and its source: this machine's (psutil, lscpu) or recorded text's."
+    if cpuinfo is None and lscpu is None and cpufreq_khz is None:
+        return {**_text_specs(_read('/proc/cpuinfo'), _run_lscpu(), ''), **_psutil_specs()}
+    return _text_specs(cpuinfo or '', lscpu or '', cpufreq_khz or '')
+
 # %% ../nbs/a10_machine.ipynb #14d67525
 def _version(package: str) -> str:
     "Installed version of a distribution, or '' if absent."
     try: return metadata.version(package)
     except metadata.PackageNotFoundError: return ''
 
+def _usable_cpus() -> int:
+    "The CPUs this process may run on (its affinity), or all logical CPUs where the OS does not tell (macOS)."
+    try: return len(psutil.Process().cpu_affinity())
+    except (AttributeError, NotImplementedError, psutil.Error): return psutil.cpu_count() or 1
+
+# %% ../nbs/a10_machine.ipynb #5869690d
 def detect_environment() -> dict:
-    "What a benchmark result depends on: CPU specs, OS, library versions, threads and load (no host name)."
-    return dict(**cpu_specs(), usable_cpus=len(os.sched_getaffinity(0)), os=platform.system(),
-                kernel=platform.release(), python=platform.python_version(), torch=torch.__version__,
-                numpy=np.__version__, onnxruntime=_version('onnxruntime'), onnx=_version('onnx'),
-                maplex=_version('maplex'), torch_threads_default=torch.get_num_threads(),
-                mkldnn=bool(torch.backends.mkldnn.is_available()), loadavg_1m=round(os.getloadavg()[0], 2),
+    "What a benchmark result depends on: CPU specs, memory, OS, library versions, threads and load (no host name)."
+    return dict(**cpu_specs(), usable_cpus=_usable_cpus(), memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
+                os=platform.system(), kernel=platform.release(), python=platform.python_version(),
+                torch=torch.__version__, numpy=np.__version__, onnxruntime=_version('onnxruntime'),
+                onnx=_version('onnx'), maplex=_version('maplex'), torch_threads_default=torch.get_num_threads(),
+                mkldnn=bool(torch.backends.mkldnn.is_available()), loadavg_1m=round(psutil.getloadavg()[0], 2),
                 started_utc=datetime.now(timezone.utc).isoformat(timespec='seconds'))
 
 # %% ../nbs/a10_machine.ipynb #cb0ac9ef

@@ -8,6 +8,7 @@ import http.server
 import os
 import pickle
 import shutil
+import socket
 import threading
 import time
 import zipfile
@@ -304,7 +305,7 @@ def test_download_http_verify_convert_and_reuse(server, nb, tmp_path, shared):
     assert len(server.requests) == 5 and all(r.startswith("/nasbench201/") for r in server.requests)
     pd.testing.assert_frame_equal(load_nb201(cache / NB201_FILE).ms, nb.select(THREE).ms, check_exact=True)
     assert load_help_reference_archs(cache / REFERENCE_FILE) == load_help_reference_archs(shared / REFERENCE_FILE)
-    assert not list(cache.rglob("*.part"))
+    assert not list(cache.rglob("*.part")) and not list(cache.rglob("tmp*"))  # no temporary file left behind
     stamp = (cache / NB201_FILE).stat().st_mtime_ns
     # second call: everything cached, no request, nothing rewritten
     assert download_help(cache, base_url=server.url, devices=THREE, progress=False) == cache
@@ -347,7 +348,7 @@ def test_download_rejects_tampered_file(server, help_copy, tmp_path):
     msg = str(err.value)
     assert "data/nasbench201/latency/pixel2.pt" in msg and want in msg and got in msg
     assert not (cache / "help" / HELP_COMMIT / "data/nasbench201/latency/pixel2.pt").exists()
-    assert not (cache / NB201_FILE).exists() and not list(cache.rglob("*.part"))
+    assert not (cache / NB201_FILE).exists() and not list(cache.rglob("*.part")) and not list(cache.rglob("tmp*"))
 
 
 def test_download_replaces_tampered_cache_file(server, nb, tmp_path):
@@ -368,6 +369,32 @@ def test_download_offline_fails_fast(tmp_path):
         download_help(tmp_path / "c", base_url="http://127.0.0.1:1/", progress=False)
     assert time.perf_counter() - start < 5
     assert not (tmp_path / "c" / NB201_FILE).exists()
+
+
+@pytest.fixture
+def cut_short_url():
+    "A local server that announces 1000 bytes for every file and hangs up after 10."
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try: conn, _ = sock.accept()
+            except OSError: return  # closed
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    sock.close()
+
+
+def test_download_cut_short_is_one_line(cut_short_url, tmp_path):
+    with pytest.raises(DownloadError, match=r"str_arch2idx.pt: the download was cut short \(IncompleteRead\(10 bytes "
+                                            r"read, 990 more expected\)\).*check your connection") as err:
+        download_help(tmp_path / "c", base_url=cut_short_url, devices=["pixel2"], progress=False)
+    assert len(str(err.value).splitlines()) == 1
+    assert [p for p in (tmp_path / "c").rglob("*") if p.is_file()] == []  # neither the file nor a temporary one
 
 
 def test_download_missing_file_and_unknown_device(server, tmp_path):

@@ -1,8 +1,10 @@
 """Tests of maplex.profile: the torch network, timing statistics, settings, environment parsing, perf records,
 resumption after an interruption (including a row cut off by a kill), the optional ONNX path and the embedded dataset.
 Parts live in maplex.machine and maplex.profilefiles (appendices A10, A11); maplex.profile re-exports them."""
+import collections
 import gzip
 import json
+import os
 import sys
 
 import numpy as np
@@ -135,6 +137,30 @@ def test_cpu_specs_from_recorded_text():
     assert (s['logical_cpus'], s['cores'], s['max_clock_ghz'], s['cpu_model']) == (8, 8, 1.5, 'Cortex-A72')
     s = P.cpu_specs('processor\t: 0\nmodel name\t: X\ncpu MHz\t\t: 2000.0\ncpu cores\t: 1\n', '', '')
     assert (s['cpu_model'], s['cores'], s['max_clock_ghz']) == ('X', 1, 2.0) and 'no cpufreq' in s['clock_source']
+
+
+def test_cpu_specs_live_come_from_psutil(monkeypatch):
+    psutil = pytest.importorskip("psutil")
+    live = P.cpu_specs()
+    assert list(live) == list(P.cpu_specs('', '', ''))  # the same keys, live or recorded
+    assert (live['logical_cpus'], live['cores']) == (psutil.cpu_count(), psutil.cpu_count(logical=False))
+    Freq = collections.namedtuple('Freq', 'current min max')  # psutil's scpufreq, in MHz
+    monkeypatch.setattr(psutil, 'cpu_freq', lambda: Freq(2596.1, 0.0, 0.0))  # a VM: no cpufreq, current clock only
+    s = P.cpu_specs()
+    assert s['max_clock_ghz'] == 2.596 and 'no cpufreq' in s['clock_source']
+    monkeypatch.setattr(psutil, 'cpu_freq', lambda: Freq(1800.0, 800.0, 3500.0))
+    assert (P.cpu_specs()['max_clock_ghz'], P.cpu_specs()['clock_source']) == (3.5, 'psutil cpufreq max')
+    monkeypatch.setattr(psutil, 'cpu_freq', lambda: None)  # psutil tells nothing: lscpu / /proc/cpuinfo's clock stands
+    monkeypatch.setattr(psutil, 'cpu_count', lambda logical=True: None)
+    text = machine._text_specs(machine._read('/proc/cpuinfo'), machine._run_lscpu(), '')
+    assert P.cpu_specs() == text
+
+
+def test_detect_environment_memory_and_cpus():
+    psutil = pytest.importorskip("psutil")
+    env = P.detect_environment()
+    assert env['memory_gib'] == round(psutil.virtual_memory().total / 2**30, 1) > 0
+    if hasattr(os, 'sched_getaffinity'): assert env['usable_cpus'] == len(os.sched_getaffinity(0))
 
 
 def test_device_rows_form_a_device_table_that_joins_the_shared_one():
