@@ -269,7 +269,8 @@ def _add_download(sub) -> None:
     d = sub.add_parser("download", help="fetch and verify HELP's public latency files into the cache",
                        description="Download HELP's public NB201 latency files, check each against a pinned sha256, "
                        "and convert them once into the cache.")
-    d.add_argument("--cache", help="folder to download into (default: $MAPLEX_CACHE or ~/.cache/maplex)")
+    d.add_argument("--cache", help="folder to download into (default: $MAPLEX_CACHE, else the user cache folder, "
+                   "~/.cache/maplex on Linux)")
     d.add_argument("--base-url", default=data.DEFAULT_URL, help="HELP's data/ folder (default: GitHub, pinned commit)")
     d.add_argument("--devices", nargs="*", help="only these device files (default: the 21 NB201 settings)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")

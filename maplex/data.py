@@ -29,7 +29,8 @@ __all__ = ['POOL', 'TEST', 'CLASS_ORDER', 'LatencyTable', 'DeviceTable', 'read_l
 from .datafiles import (  # noqa: F401  (the plumbing of appendix A4, re-exported here)
     ARCH2IDX_PT, DEFAULT_URL, DEVICE_COLS, DEVICES_FILE, EMBEDDING_PT, HELP_COMMIT, HELP_REPO, NB201_DEVICES,
     NB201_FILE, REFERENCE_FILE, SPEC_COLS, UNREADABLE, ChecksumError, DataError, DownloadError, SpecMissingError,
-    UnknownDeviceError, _asset, _check_devices, _check_names, _check_ms, _csv_devices, _frame_indices, _frame_ms, _known,
+    UnknownDeviceError, _asset, _check_devices, _check_names, _check_ms, _csv_devices, _frame_indices, _frame_ms,
+    _known,
     _official, _require_specs, _take_rows, cache_dir, convert_help_reference, data_dir, fetch_help, help_devices,
     help_manifest, help_manifest_devices, help_to_official, read_csv_file, read_help_latencies, read_help_pt,
     write_help_reference)
@@ -114,7 +115,8 @@ class DeviceTable:
 
     def specs(self, devices=None, cols=SPEC_COLS, require: bool = False) -> pd.DataFrame:
         "Spec columns of `devices` (all by default); `require=True` refuses blanks."
-        rows = self.df.loc[_known(self.devices if devices is None else devices, self.devices, "device table"), list(cols)]
+        names = _known(self.devices if devices is None else devices, self.devices, "device table")
+        rows = self.df.loc[names, list(cols)]
         return _require_specs(rows) if require else rows
 
     def join(self, table: LatencyTable, require: bool = False) -> pd.DataFrame:

@@ -200,10 +200,11 @@ class MapleXMethod:
     @property
     def probe_archs(self) -> tuple[int, ...]: return tuple(variant(self.variant_name).probe_archs)
     def fit(self, task: Task, seed: int = 0) -> "MapleXMethod":
+        measured = task.samples if task.probes is None else pd.concat([task.samples, task.probes])  # k + p, one Series
         model = variant(self.variant_name, seed=seed)
-        self.model = model.fit(task.pool, task.devices, task.target, task.samples, task.probes)
+        self.model = model.fit(measured, train=task.pool, devices=task.devices, target=task.target)
         return self
-    def predict(self, archs) -> np.ndarray: return self.model.predict(archs)
+    def predict(self, archs) -> np.ndarray: return self.model.predict(archs).to_numpy()
 
 class MaplexMethod:
     "maplex's own predictor (lesson 75) as an evaluation method: the table and the closest device, trusted per target."
@@ -402,7 +403,8 @@ def replication(runs: dict[str, pd.DataFrame], ks: dict[str, int], metric: str =
         row = {"paper": MAPLEX_TABLE1[po] - MAPLEX_TABLE1[pb]}
         for proto, k in ks.items():
             d = seed_differences(runs[proto], base, other, 10 if base == "help" else k, k, metric)
-            row[f"{proto}, k = {k}"] = f"{d.mean():+.3f} ± {d.std():.3f} ({(d > 0).sum()}/{len(d)})" if len(d) else "–"
+            cell = f"{d.mean():+.3f} ± {d.std():.3f} ({(d > 0).sum()}/{len(d)})"
+            row[f"{proto}, k = {k}"] = cell if len(d) else "–"
         out[claim] = row
     return pd.DataFrame(out).T
 

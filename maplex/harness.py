@@ -184,7 +184,8 @@ def report(df: pd.DataFrame) -> str:
     parts = ["## Mean over target devices (mean ± std over seeds)", "", headline(df).to_markdown(), ""]
     for (proto, k), g in df.groupby(["protocol", "k"]):
         t = per_device(g, "acc10", k)[_ordered(g.method.unique())]
-        parts += [f"## {proto}, k = {k}: ±10 % accuracy per target (mean over seeds)", "", t.round(3).to_markdown(), ""]
+        title = f"## {proto}, k = {k}: ±10 % accuracy per target (mean over seeds)"
+        parts += [title, "", t.round(3).to_markdown(), ""]
     return "\n".join(parts)
 
 # %% ../nbs/a3_harness.ipynb #1e39f5db

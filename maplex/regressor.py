@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,8 @@ from .weighting import spec_weights
 # %% auto #0
 __all__ = ['ROW_BLOCK', 'TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS', 'MAPLE_CHOICES', 'mlp',
            'train_full_batch', 'RegressorFiles', 'LatencyRegressor', 'task_level', 'virtual_examples',
-           'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleX', 'save_maplex', 'load_maplex', 'variant',
-           'maple_inner_study']
+           'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleXParams', 'MapleX', 'save_maplex', 'load_maplex',
+           'variant', 'maple_inner_study']
 
 # %% ../nbs/70_regressor.ipynb #b4a66842
 def mlp(in_dim: int,  # input features
@@ -327,10 +327,24 @@ class MapleXSettings:
             raise RegressorError("target_weight and virtual_weight must be > 0, and calib_reg >= 0.")
         self.hidden = tuple(int(h) for h in self.hidden)
 
+# %% ../nbs/70_regressor.ipynb #9332a81e
+_SETTINGS = tuple(f.name for f in fields(MapleXSettings))  # the names get_params returns and set_params takes
+
+def _settings(base: MapleXSettings | None,  # the recipe to start from; None: the MAPLE-X defaults
+              overrides: dict,  # setting name -> value
+             ) -> MapleXSettings:
+    "A new `MapleXSettings`: `base` with `overrides` applied and checked; ConfigError names an unknown setting."
+    if base is not None and not isinstance(base, MapleXSettings):
+        raise ConfigError(f"settings must be a MapleXSettings, got {type(base).__name__}; pass single settings "
+                          "by name instead, e.g. MapleX(seed=3).")
+    if unknown := sorted(set(overrides) - set(_SETTINGS)):
+        raise ConfigError(f"unknown MapleX settings {unknown}; the settings are {list(_SETTINGS)}.")
+    return replace(base or MapleXSettings(), **overrides)  # __post_init__ checks every value
+
 # %% ../nbs/70_regressor.ipynb #dc1854a3
-def _learn_target_side(m: MapleXSettings,  # the MapleX being fitted: its fitted attributes are set here
+def _learn_target_side(m: MapleX,  # the MapleX being fitted: its fitted attributes are set here
                        train: LatencyTable, devices: DeviceTable, target: str,  # as for `MapleX.fit`
-                       samples: pd.Series, probes: pd.Series | None,  # checked by `_check_task`
+                       samples: pd.Series, probes: pd.Series | None,  # split and checked by `fit`
                        measured: pd.Series,  # the k + p measured cells C
                       ) -> None:
     "Set device_weights_, descriptor_, level_ (m_t) and virtual_: what MapleX learns about the target first."
@@ -343,7 +357,7 @@ def _learn_target_side(m: MapleXSettings,  # the MapleX being fitted: its fitted
                   if m.virtual else pd.Series(dtype=float, name="virtual_ms"))
 
 # %% ../nbs/70_regressor.ipynb #0d4f84b7
-def _training_set(m: MapleXSettings,  # a MapleX after `_learn_target_side`
+def _training_set(m: MapleX,  # a MapleX after `_learn_target_side`
                   train: LatencyTable, devices: DeviceTable,  # as for `MapleX.fit`
                   measured: pd.Series,  # the k + p measured cells C
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.Series, np.ndarray]:
@@ -355,16 +369,52 @@ def _training_set(m: MapleXSettings,  # a MapleX after `_learn_target_side`
     Xt = join_features(encode(cells.index), m.descriptor_)
     return np.r_[X, Xt], np.r_[y, cells.to_numpy() / np.exp(m.level_)], np.r_[w, cw], Xt, cells, cw
 
-def _calibration(m: MapleXSettings, Xt: np.ndarray, cells: pd.Series, cw: np.ndarray) -> tuple[float, float]:
+def _calibration(m: MapleX, Xt: np.ndarray, cells: pd.Series, cw: np.ndarray) -> tuple[float, float]:
     "(alpha, beta) refitted on the target's cells (weights relative to tau); (1, 0) when `calibrate` is off."
-    z = _log(m.regressor.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
+    z = _log(m.regressor_.predict(Xt))  # (m,) the network's normalised log-latency at the target's cells
     fitted = fit_calibration(z, np.log(cells.to_numpy()) - m.level_, cw / m.target_weight, m.calib_reg)
     return fitted if m.calibrate else (1.0, 0.0)
 
-# %% ../nbs/70_regressor.ipynb #0a5c58f4
-class MapleX(MapleXSettings):
-    "MAPLE, MAPLE-X1 and MAPLE-X in one estimator: fit on training devices plus a target's few measurements."
-    regressor, target = None, None  # set by fit (or load)
+# %% ../nbs/70_regressor.ipynb #8a01e212
+def _split_measured(measured: pd.Series,  # the target's measurements, arch_index -> ms
+                    probe_archs: tuple[int, ...],  # the model's probe cells
+                   ) -> tuple[pd.Series, pd.Series | None]:
+    "(samples, probes): the first entry of each probe cell is a probe; every other entry is a sample."
+    if not isinstance(measured, pd.Series):
+        raise TaskError(f"measured must be a pd.Series arch_index -> ms, got {type(measured).__name__}.")
+    probe = measured.index.isin(list(probe_archs)) & ~measured.index.duplicated()  # (n,) bool
+    if missing := sorted(set(probe_archs) - set(measured.index[probe])):
+        raise TaskError(f"this MapleX needs the target's latency of the probe cells {list(probe_archs)} (missing "
+                        f"{missing}); measure them and add them to `measured`.")
+    twice = measured[measured.index.duplicated(keep=False)]
+    if (twice.groupby(level=0).nunique() > 1).any():
+        raise TaskError(f"measured lists arch {twice.index[0]} twice with different latencies; keep one value.")
+    return measured[~probe], (measured[probe] if probe_archs else None)
+
+# %% ../nbs/70_regressor.ipynb #a35d1cf6
+class MapleXParams:
+    "The settings side of `MapleX`, as in scikit-learn: a `MapleXSettings`, read as attributes, set by `set_params`."
+    def __init__(self, settings: MapleXSettings | None = None,  # a whole recipe; None: the MAPLE-X defaults
+                 **overrides):  # single settings by name, applied on top of `settings` (e.g. seed=3)
+        object.__setattr__(self, "settings", _settings(settings, overrides))
+
+    def get_params(self) -> dict:
+        "The settings as a dict: `MapleX(**m.get_params())` is an unfitted copy of `m`."
+        return {name: getattr(self.settings, name) for name in _SETTINGS}
+
+    def set_params(self, **params) -> "MapleXParams":
+        "Change settings by name (checked as in the constructor) and return the model; refit to use them."
+        object.__setattr__(self, "settings", _settings(self.settings, params))
+        return self
+
+    def __getattr__(self, name: str):  # called only when normal lookup fails: settings read as attributes
+        if name in _SETTINGS and "settings" in self.__dict__: return getattr(self.__dict__["settings"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value):
+        if name in _SETTINGS or name == "settings":
+            raise AttributeError(f"change settings with set_params({name}=...), not by assignment.")
+        object.__setattr__(self, name, value)
 
     @property
     def probe_archs(self) -> tuple[int, ...]:
@@ -376,35 +426,44 @@ class MapleX(MapleXSettings):
         "Probe measurements on the target: the p of a k + p budget."
         return len(self.probe_archs)
 
-    def fit(self, train: LatencyTable,  # training devices' latencies (in the protocols: pool cells 0..899)
+    def __repr__(self) -> str:
+        name, others = _variant_of(self.get_params())
+        fitted = f"fitted on {self.target_!r}" if hasattr(self, "regressor_") else "not fitted"
+        return f"{type(self).__name__}({name!r}{''.join(f', {k}={v!r}' for k, v in others.items())}; {fitted})"
+
+# %% ../nbs/70_regressor.ipynb #0a5c58f4
+class MapleX(MapleXParams):
+    "MAPLE, MAPLE-X1 and MAPLE-X in one estimator: fit on training devices plus a target's few measurements."
+    def fit(self, measured: pd.Series,  # the target's k samples and its `probe_archs` latencies, arch_index -> ms
+            *, train: LatencyTable,  # training devices' latencies (in the protocols: pool cells 0..899)
             devices: DeviceTable,  # rows of the training devices and of the target
             target: str,  # the target's name (a row of `devices`, never a column of `train`)
-            samples: pd.Series,  # the target's k adaptation samples: arch_index -> ms
-            probes: pd.Series | None = None,  # the target's latency of `probe_archs`: arch_index -> ms
            ) -> "MapleX":
         "Train the regressor on the training devices plus the target's measured (and virtual) cells, then calibrate."
         start = time.perf_counter()
+        samples, probes = _split_measured(measured, self.probe_archs)
         samples, probes = _check_task(train, devices, target, samples, probes, self.probe_archs)
         measured = samples if probes is None else pd.concat([samples, probes]).groupby(level=0).first()  # k + p cells C
         _learn_target_side(self, train, devices, target, samples, probes, measured)
         X, y, w, Xt, cells, cw = _training_set(self, train, devices, measured)
-        self.regressor = LatencyRegressor(self.hidden, self.steps, self.lr, transform=self.transform,
-                                          num_threads=self.num_threads).fit(X, y, w, seed=self.seed)
+        self.regressor_ = LatencyRegressor(self.hidden, self.steps, self.lr, transform=self.transform,
+                                           num_threads=self.num_threads).fit(X, y, w, seed=self.seed)
         self.calibration_ = _calibration(self, Xt, cells, cw)  # (alpha, beta)
-        self.target, self.fit_seconds_ = target, time.perf_counter() - start
+        self.target_, self.k_, self.fit_seconds_ = target, len(samples), time.perf_counter() - start
         return self
 
     def predict(self, archs  # arch indices and/or strings of the search space
-               ) -> np.ndarray:
-        "Predicted latency (ms) on the target, float64 (n,)."
-        if self.regressor is None:
+               ) -> pd.Series:
+        "Predicted latency (ms) on the target per arch_index: exp(alpha z + beta + m_t)."
+        if not hasattr(self, "regressor_"):
             raise NotFittedError("this MapleX is not fitted: call fit(...) or MapleX.load(path) first.")
         idx = nb201.arch_indices(archs)  # an ArchError names anything outside the search space
-        if len(idx) == 0:
-            return np.empty(0)
-        z = _log(self.regressor.predict(join_features(encode(idx), self.descriptor_)))  # (n,)
-        a, b = self.calibration_
-        return np.exp(a * z + b + self.level_)  # ln l = alpha z + beta + m_t: the regressor's prediction, nothing else
+        ms = np.empty(0)
+        if len(idx):
+            z = _log(self.regressor_.predict(join_features(encode(idx), self.descriptor_)))  # (n,)
+            a, b = self.calibration_
+            ms = np.exp(a * z + b + self.level_)  # ln l = alpha z + beta + m_t: the regressor's prediction alone
+        return pd.Series(ms, index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
     def save(self, path) -> Path: return save_maplex(self, path)  # see `save_maplex`
     @classmethod
@@ -419,25 +478,25 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
                 path,  # folder to write config.json and weights.pt into
                ) -> Path:
     "Save a fitted MapleX: settings and target-side numbers as JSON, the network as tensors."
-    if model.regressor is None: raise NotFittedError("nothing to save: fit (or load) the MapleX first.")
-    settings = {f.name: getattr(model, f.name) for f in fields(MapleXSettings)}
+    if not hasattr(model, "regressor_"): raise NotFittedError("nothing to save: fit (or load) the MapleX first.")
+    settings = model.get_params()
     config = dict(format=MAPLEX_FORMAT, version=MAPLEX_VERSION, settings={**settings, "hidden": list(model.hidden)},
-                  target=model.target, descriptor_values=[float(v) for v in model.descriptor_],
+                  target=model.target_, descriptor_values=[float(v) for v in model.descriptor_],
                   level=float(model.level_),
-                  calibration=list(model.calibration_), regressor=model.regressor.get_config())
-    return write_model(path, config, model.regressor.state_dict())
+                  calibration=list(model.calibration_), regressor=model.regressor_.get_config())
+    return write_model(path, config, model.regressor_.state_dict())
 
 # %% ../nbs/70_regressor.ipynb #e766d789
 def load_maplex(path  # folder written by `save_maplex`
                ) -> MapleX:
     "Rebuild a saved MapleX for prediction; refuses other formats and versions, and unknown settings."
     config, state = read_model(path, MAPLEX_FORMAT, MAPLEX_KEYS, MAPLEX_VERSION)
-    if unknown := sorted(set(config["settings"]) - {f.name for f in fields(MapleXSettings)}):
+    if unknown := sorted(set(config["settings"]) - set(_SETTINGS)):
         raise ConfigError(f"{path}/config.json has unknown settings {unknown}; it was written by another maplex.")
     try:
         model = MapleX(**config["settings"])
-        model.regressor = LatencyRegressor.from_parts(config["regressor"], state)
-        model.target, model.level_ = config["target"], float(config["level"])
+        model.regressor_ = LatencyRegressor.from_parts(config["regressor"], state)
+        model.target_, model.level_ = config["target"], float(config["level"])
         model.descriptor_ = np.asarray(config["descriptor_values"], dtype=np.float32)
         alpha, beta = (float(v) for v in config["calibration"])
     except (TypeError, ValueError, AttributeError) as e:
@@ -459,6 +518,13 @@ def variant(name: str,  # a key of VARIANTS
     "A MapleX configured as one of the paper's methods."
     if name not in VARIANTS: raise RegressorError(f"unknown variant {name!r}; choose one of {list(VARIANTS)}.")
     return MapleX(**{**VARIANTS[name], **overrides})
+
+def _variant_of(params: dict  # `MapleX.get_params()`
+               ) -> tuple[str, dict]:
+    "The variant that `params` are closest to, and the settings that differ from it (what a repr shows)."
+    diffs = {n: {k: v for k, v in params.items() if v != getattr(_settings(None, kw), k)} for n, kw in VARIANTS.items()}
+    name = min(diffs, key=lambda n: len(diffs[n]))  # ties: the first in VARIANTS
+    return name, diffs[name]
 
 # %% ../nbs/70_regressor.ipynb #c5ef025f
 MAPLE_CHOICES: dict[str, dict] = {
@@ -484,7 +550,7 @@ def maple_inner_study(ms: pd.DataFrame,  # latency (ms), arch_index x device; on
             s = np.sort(np.random.default_rng(seed).choice(np.setdiff1d(np.arange(600), PROBES), size=k, replace=False))
             for name, kw in choices.items():
                 m = variant("MAPLE-X", seed=seed, **kw)
-                m = m.fit(train, devices.select([*others, pseudo]), pseudo, col.loc[s], col.loc[list(PROBES)])
-                err = np.abs(m.predict(scored) - col.loc[scored].to_numpy()) / col.loc[scored].to_numpy()
+                m = m.fit(col.loc[[*s, *PROBES]], train=train, devices=devices.select([*others, pseudo]), target=pseudo)
+                err = np.abs(m.predict(scored).to_numpy() - col.loc[scored].to_numpy()) / col.loc[scored].to_numpy()
                 rows.append(dict(pseudo_target=pseudo, seed=seed, k=k, setting=name, acc10=float(np.mean(err <= 0.10))))
     return pd.DataFrame(rows)

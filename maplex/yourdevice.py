@@ -105,7 +105,7 @@ def predict_space(model,  # a fitted `MapleX` (or anything with `predict(archs) 
                  ) -> pd.Series:
     "Predicted latency (ms) per cell, indexed by arch_index."
     idx = np.arange(N_ARCHS) if archs is None else nb201.arch_indices(list(archs))
-    return pd.Series(model.predict(idx), index=pd.Index(idx, name='arch_index'), name='pred_ms')
+    return pd.Series(np.asarray(model.predict(idx)), index=pd.Index(idx, name='arch_index'), name='pred_ms')
 
 # %% ../nbs/95_your_device.ipynb #77e11f03
 def _ms_axis(axis) -> None:

@@ -45,6 +45,12 @@ def pool():
     return train, devices, samples, probes, target
 
 
+def fit(model, train, devices, samples, probes=None, target="target"):
+    "`model` fitted on the target's samples and probes, passed to `fit` as one Series as a caller does."
+    measured = samples if probes is None else pd.concat([samples, probes])
+    return model.fit(measured, train=train, devices=devices, target=target)
+
+
 # ---- LatencyRegressor -------------------------------------------------------------------
 
 def test_regressor_learns_and_is_deterministic():
@@ -206,38 +212,40 @@ def test_fit_calibration_recovers_a_line_and_shrinks():
 
 def test_maplex_fits_a_synthetic_target(pool, tmp_path):
     train, devices, samples, probes, target = pool
-    m = MapleX(**FAST).fit(train, devices, "target", samples, probes)
-    pred = m.predict(POOL)
+    m = fit(MapleX(**FAST), train, devices, samples, probes)
+    pred = m.predict(POOL).to_numpy()
     assert pred.shape == (900,) and np.isfinite(pred).all() and (pred > 0).all()
     assert np.median(np.abs(pred / target.to_numpy() - 1)) < 0.15
     assert m.device_weights_.mean() == pytest.approx(1.0)
     assert not m.virtual_.index.isin(samples.index).any()
-    again = MapleX(**FAST).fit(train, devices, "target", samples, probes)
+    again = fit(MapleX(**FAST), train, devices, samples, probes)
     np.testing.assert_array_equal(again.predict(POOL), pred)  # deterministic under the seed
     loaded = MapleX.load(m.save(tmp_path / "mx"))
     np.testing.assert_array_equal(loaded.predict(POOL), pred)
-    assert loaded.target == "target" and loaded == m  # settings compare equal
+    assert loaded.target_ == "target" and loaded.get_params() == m.get_params() and loaded != m
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variants_are_switches(pool, name):
     train, devices, samples, probes, _ = pool
-    m = variant(name, **FAST).fit(train, devices, "target", samples, probes)
+    m = fit(variant(name, **FAST), train, devices, samples, probes)
     assert m.n_probes == len(PROBES)
     assert (len(m.virtual_) > 0) == m.virtual
     assert (m.device_weights_.nunique() > 1) == m.spec_weighting
 
 
 def test_spec_descriptor_needs_no_probes(pool):
-    train, devices, samples, _, _ = pool
+    train, devices, samples, probes, _ = pool
     m = MapleX(descriptor="spec", virtual=False, **FAST)
     assert m.n_probes == 0 and m.probe_archs == ()
-    assert m.fit(train, devices, "target", samples).predict([0, 1]).shape == (2,)
+    assert fit(m, train, devices, samples).predict([0, 1]).shape == (2,)
+    no_probes = fit(MapleX(descriptor="spec", virtual=False, **FAST), train, devices, probes)
+    assert no_probes.k_ == len(PROBES)  # without probe_archs, every measured cell is a sample
 
 
 def test_one_sample_is_enough(pool):
     train, devices, samples, probes, _ = pool
-    m = MapleX(**FAST).fit(train, devices, "target", samples.iloc[:1], probes)
+    m = fit(MapleX(**FAST), train, devices, samples.iloc[:1], probes)
     assert np.isfinite(m.predict([5, 6])).all()
 
 
@@ -249,10 +257,11 @@ def test_one_sample_is_enough(pool):
     (lambda t, d, s, p: (t, d, "target", s * np.nan, p), "NaN or non-positive"),
     (lambda t, d, s, p: (t, d, "target", s * 0, p), "NaN or non-positive"),
     (lambda t, d, s, p: (t, d, "target", pd.concat([s, s]), p), "twice"),
-    (lambda t, d, s, p: (t, d, "target", s.to_numpy(), p), "pd.Series"),
+    (lambda t, d, s, p: (t, d, "target", s.to_numpy(), None), "pd.Series"),
     (lambda t, d, s, p: (t, d, "target", pd.Series([3.0], index=[5000]), p), "not rows of the training table"),
-    (lambda t, d, s, p: (t, d, "target", s, None), "none were given"),
-    (lambda t, d, s, p: (t, d, "target", s, p.iloc[1:]), "missing"),
+    (lambda t, d, s, p: (t, d, "target", s, None), "missing [138, 186, 297, 465, 649]"),
+    (lambda t, d, s, p: (t, d, "target", s, p.iloc[1:]), "missing [186]"),
+    (lambda t, d, s, p: (t, d, "target", s, pd.concat([p, p.iloc[:1] * 2])), "twice with different latencies"),
     (lambda t, d, s, p: (t.ms, d, "target", s, p), "LatencyTable"),
     (lambda t, d, s, p: (t, d.df, "target", s, p), "DeviceTable"),
     (lambda t, d, s, p: (LatencyTable(pd.concat([t.ms, p.rename("target").reindex(t.archs).fillna(1.0)], axis=1)),
@@ -260,8 +269,9 @@ def test_one_sample_is_enough(pool):
 ])
 def test_task_errors(pool, mutate, message):
     train, devices, samples, probes, _ = pool
+    t, d, target, s, p = mutate(train, devices, samples, probes)
     with pytest.raises(TaskError) as e:
-        MapleX(**FAST).fit(*mutate(train, devices, samples, probes))
+        fit(MapleX(**FAST), t, d, s, p, target=target)
     assert message in str(e.value)
 
 
@@ -278,7 +288,7 @@ def test_maplex_setting_errors():
 
 def test_maplex_load_refuses_unknown_settings_and_versions(pool, tmp_path):
     train, devices, samples, probes, _ = pool
-    path = MapleX(**FAST).fit(train, devices, "target", samples, probes).save(tmp_path / "mx")
+    path = fit(MapleX(**FAST), train, devices, samples, probes).save(tmp_path / "mx")
     config = json.loads((path / "config.json").read_text())
     _edit(path, settings={**config["settings"], "dropout": 0.1})
     with pytest.raises(ConfigError, match="unknown settings"):
@@ -300,9 +310,9 @@ def test_the_papers_rows_predict_with_the_regressor_alone(pool):
     train, devices, samples, probes, _ = pool
     cells = np.arange(0, 15625, 97)
     for name in VARIANTS:
-        m = variant(name, **FAST).fit(train, devices, "target", samples, probes)
+        m = fit(variant(name, **FAST), train, devices, samples, probes)
         a, b = m.calibration_
-        z = np.log(m.regressor.predict(np.c_[nb201.onehot(cells), np.tile(m.descriptor_, (len(cells), 1))]))
+        z = np.log(m.regressor_.predict(np.c_[nb201.onehot(cells), np.tile(m.descriptor_, (len(cells), 1))]))
         np.testing.assert_allclose(m.predict(cells), np.exp(a * z + b + m.level_), rtol=1e-12)
         assert not hasattr(m, "regressor_share") and not hasattr(m, "lut_")
 
@@ -327,7 +337,7 @@ def test_max_rows_caps_the_training_rows_and_draws_each_devices_own_cells(pool):
                                         ("calibration", [1.0]), ("descriptor_values", "abc"), ("regressor", None)])
 def test_maplex_load_refuses_values_of_the_wrong_kind(pool, tmp_path, key, value):
     train, devices, samples, probes, _ = pool
-    path = MapleX(**FAST).fit(train, devices, "target", samples, probes).save(tmp_path / "mx")
+    path = fit(MapleX(**FAST), train, devices, samples, probes).save(tmp_path / "mx")
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, key: value}))  # None is written as null
     with pytest.raises(ConfigError, match="wrong kind"):
@@ -336,8 +346,66 @@ def test_maplex_load_refuses_values_of_the_wrong_kind(pool, tmp_path, key, value
 
 def test_maplex_predicts_nothing_for_no_archs(pool):
     train, devices, samples, probes, _ = pool
-    m = MapleX(**FAST).fit(train, devices, "target", samples, probes)
-    assert m.predict([]).shape == (0,)
+    m = fit(MapleX(**FAST), train, devices, samples, probes)
+    empty = m.predict([])
+    assert empty.shape == (0,) and empty.name == "latency_ms" and empty.index.name == "arch_index"
+
+
+# ---- the scikit-learn-style contract ----------------------------------------------------
+
+def test_two_fitted_models_are_not_equal_and_are_hashable(pool):
+    train, devices, samples, probes, target = pool
+    a = fit(MapleX(**FAST), train, devices, samples, probes)
+    b = fit(MapleX(**FAST), train.select(["gpu_a", "gpu_b"]), devices, samples, probes)  # same settings, other data
+    assert a != b and a == a and a.get_params() == b.get_params()  # equality is identity
+    assert len({a, b, a}) == 2  # hashable, by identity
+    assert repr(a) == "MapleX('MAPLE-X', steps=60, num_threads=1; fitted on 'target')"
+    assert repr(variant("MAPLE", seed=3)) == "MapleX('MAPLE', seed=3; not fitted)"
+
+
+def test_get_params_set_params_round_trip():
+    from maplex.regressor import MapleXSettings
+    m = variant("MAPLE-X1", seed=3, hidden=[8])
+    params = m.get_params()
+    assert params["seed"] == 3 and params["virtual"] and not params["spec_weighting"] and params["hidden"] == (8,)
+    assert MapleX(**params).get_params() == params  # a copy through the dict
+    assert MapleX(MapleXSettings(**params)).get_params() == params  # or through the settings object
+    assert m.set_params(seed=4, max_size=10) is m
+    assert (m.seed, m.max_size, m.get_params()["seed"]) == (4, 10, 4)
+    assert m.set_params(**params).get_params() == params  # and back
+    with pytest.raises(ConfigError, match=r"unknown MapleX settings \['dropout'\]"):
+        m.set_params(dropout=0.5)
+    with pytest.raises(ConfigError, match="unknown MapleX settings"):
+        MapleX(dropout=0.5)
+    with pytest.raises(RegressorError, match="target_weight"):
+        m.set_params(target_weight=0)  # values are checked as in the constructor
+    with pytest.raises(AttributeError, match=r"set_params\(seed=...\)"):
+        m.seed = 5
+    assert m.seed == 3 and not hasattr(m, "regressor_") and not hasattr(m, "regressor")
+
+
+def test_predict_returns_a_named_series(pool):
+    train, devices, samples, probes, _ = pool
+    m = fit(MapleX(**FAST), train, devices, samples, probes)
+    p = m.predict([7, nb201.arch_str(5), 12345])
+    assert isinstance(p, pd.Series) and p.name == "latency_ms" and p.index.name == "arch_index"
+    assert p.index.tolist() == [7, 5, 12345]
+    assert m.target_ == "target" and m.k_ == 3 and m.regressor_.net is not None
+
+
+# Predictions of the old two-argument path, fit(train, devices, "target", samples, probes), recorded before `fit`
+# took one Series: the split by probe_archs must give the same numbers, also when a sample is a probe cell
+# (listed twice, as the evaluation passes it: it counts as a sample and as a probe, as it did).
+OLD_PATH = {(10, 200, 777): [3.0397216650032117, 3.5428923189918415, 2.869453520688479],
+            (10, 649, 777): [3.1087784822384954, 3.6387172790976705, 2.909072313103643]}
+
+
+@pytest.mark.parametrize("cells", list(OLD_PATH))
+def test_fit_splits_measured_into_samples_and_probes_as_before(pool, cells):
+    train, devices, _, probes, target = pool
+    m = fit(MapleX(**FAST), train, devices, target.loc[list(cells)], probes)
+    np.testing.assert_allclose(m.predict([0, 5, 12345]).to_numpy(), OLD_PATH[cells], rtol=1e-9)
+    assert m.k_ == 3  # a probe cell listed twice is a sample too
 
 
 def test_plumbing_names_stay_importable_from_the_regressor():
