@@ -5,16 +5,19 @@
 # %% ../nbs/a0_core.ipynb #b0d9d4cc
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from filelock import FileLock, Timeout
 
 # %% auto #0
-__all__ = ['MaplexError', 'FileFormatError', 'BusyError', 'atomic_file', 'atomic_write', 'atomic_dir', 'file_lock']
+__all__ = ['MaplexError', 'FileFormatError', 'BusyError', 'atomic_file', 'atomic_write', 'atomic_dir', 'Predictor',
+           'contract_gaps', 'file_lock']
 
 # %% ../nbs/a0_core.ipynb #b2428a9f
 class MaplexError(ValueError):
@@ -92,6 +95,35 @@ def atomic_dir(path  # the folder to (re)create
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+# %% ../nbs/a0_core.ipynb #59405a53
+@runtime_checkable
+class Predictor(Protocol):
+    "What a maplex latency predictor offers: settings, fit on one Series of measurements, predict a Series."
+    probe_archs: tuple[int, ...]  # cells measured on the target besides its k samples (the p of k + p)
+
+    def get_params(self) -> dict:
+        "The settings, by name: `type(m)(**m.get_params())` is an unfitted copy of `m`."
+
+    def set_params(self, **params) -> Predictor:
+        "Change settings by name; returns the predictor (refit to use them)."
+
+    def fit(self, measured, *, train, devices, target) -> Predictor:
+        "Learn from the target's measurements (arch_index -> ms) and the training devices; returns the predictor."
+
+    def predict(self, archs):
+        "Latency in ms of each arch, as a pd.Series named latency_ms indexed by arch_index."
+
+# %% ../nbs/a0_core.ipynb #0da5b4f1
+def contract_gaps(predictor) -> list[str]:
+    "What `predictor` (a class or an instance) lacks of the `Predictor` contract; empty when it follows it."
+    members = ("probe_archs", "get_params", "set_params", "fit", "predict")
+    gaps = [f"no {n}" for n in members if not hasattr(predictor, n)]
+    if hasattr(predictor, "fit"):
+        params = inspect.signature(predictor.fit).parameters
+        gaps += [f"fit takes no keyword-only {n!r}" for n in ("train", "devices", "target")
+                 if n not in params or params[n].kind is not inspect.Parameter.KEYWORD_ONLY]
+    return gaps
 
 # %% ../nbs/a0_core.ipynb #1e114948
 @contextmanager

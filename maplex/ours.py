@@ -200,6 +200,7 @@ class MaplexPredictor:
 
     def fit(self, measured: pd.Series,  # every measurement of the target: its k samples and the 5 probes
             *, train: LatencyTable,  # the training devices' latencies (never the target's)
+            devices=None,  # their specs: unused (maplex needs none), taken so that every predictor fits alike
             target: str | None = None,  # the target's name, for messages and the record
            ) -> "MaplexPredictor":
         "Build both candidates from the measurements and weigh them by their leave-one-out error on the samples."
@@ -214,6 +215,17 @@ class MaplexPredictor:
         pooled = np.isin(measured.index, np.asarray(POOL)).all()  # a drift relative to the pool needs samples from it
         self.drift_ = pool_drift(self.closest_ms_) if self.drift and pooled else 0.0
         self.target_, self.k_ = target, len(samples)
+        return self
+
+    def get_params(self) -> dict:
+        "The settings, by name: `MaplexPredictor(**m.get_params())` is an unfitted copy of `m`."
+        return dict(floor=self.floor, ridge=self.ridge, clip=self.clip, drift=self.drift)
+
+    def set_params(self, **params) -> "MaplexPredictor":
+        "Change settings by name (checked as in the constructor) and return the predictor; refit to use them."
+        if unknown := sorted(set(params) - set(self.get_params())):
+            raise MaplexPredictorError(f"unknown settings {unknown}: MaplexPredictor has {sorted(self.get_params())}.")
+        self.__init__(**{**self.get_params(), **params})
         return self
 
     def predict(self, archs  # arch indices and/or strings
