@@ -119,7 +119,9 @@ def contract_gaps(predictor) -> list[str]:
     "What `predictor` (a class or an instance) lacks of the `Predictor` contract; empty when it follows it."
     members = ("probe_archs", "get_params", "set_params", "fit", "predict")
     gaps = [f"no {n}" for n in members if not hasattr(predictor, n)]
-    if hasattr(predictor, "fit"):
+    if hasattr(predictor, "fit") and not callable(predictor.fit):
+        gaps.append("fit is not callable")
+    elif hasattr(predictor, "fit"):
         params = inspect.signature(predictor.fit).parameters
         gaps += [f"fit takes no keyword-only {n!r}" for n in ("train", "devices", "target")
                  if n not in params or params[n].kind is not inspect.Parameter.KEYWORD_ONLY]

@@ -75,6 +75,14 @@ def _dask_call(job: Callable, args: tuple, plugins: tuple[str, ...]):
     with torch_threads(1):  # restored afterwards: the worker's threads are not ours to keep
         return job(*args)
 
+def _connect(Client, address: str, timeout: float = 10):
+    "A client of the Dask scheduler at `address`; an address that does not answer is one clear error."
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as e:
+        raise EvaluationError(f"no Dask scheduler answers at {address!r} ({type(e).__name__}): start one "
+                              "(dask scheduler) or check --scheduler.") from e
+
 def in_dask(job: Callable, # a module-level function (workers import it by name)
             todo: list[tuple], # the arguments of each call
             scheduler, # the scheduler's address ("tcp://host:8786") or a `distributed.Client`
@@ -85,7 +93,7 @@ def in_dask(job: Callable, # a module-level function (workers import it by name)
         from distributed import Client, as_completed as finished
     except ImportError as e:
         raise EvaluationError('The dask backend needs Dask: pip install "maplex[dask]".') from e
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    client = scheduler if isinstance(scheduler, Client) else _connect(Client, scheduler)
     futures = [client.submit(_dask_call, job, args, plugins, pure=False) for args in todo]
     try:
         for f in finished(futures):

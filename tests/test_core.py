@@ -145,3 +145,7 @@ def test_contract_gaps_names_what_is_missing():
     from maplex.evaluation import get_method
     gaps = contract_gaps(get_method("lut"))  # the evaluation's adapters still fit(task, seed): issue 13 goes on
     assert "no get_params" in gaps and "fit takes no keyword-only 'train'" in gaps
+
+    class NotCallable:
+        fit = None
+    assert "fit is not callable" in contract_gaps(NotCallable)

@@ -172,7 +172,7 @@ def test_a_dask_cluster_gives_the_rows_of_a_local_run(tmp_path):
     "The same grid on a two-worker Dask LocalCluster and in this process: the same rows, the timing column aside."
     import logging
 
-    from distributed import LocalCluster
+    LocalCluster = pytest.importorskip("distributed").LocalCluster
     asked = dict(methods=["closest-linear", "lut", "maple", "maplex"], ks=[3], seeds=[0],
                  targets=["gold_6226", "titan_rtx_1"], progress=False)
     local = run("P-X6", **asked, workers=1, out=tmp_path / "local.csv")
@@ -196,7 +196,7 @@ def test_a_failed_dask_job_raises_in_the_caller():
     import logging
     import operator
 
-    from distributed import LocalCluster
+    LocalCluster = pytest.importorskip("distributed").LocalCluster
 
     from maplex.harness import in_dask
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.CRITICAL) as c:
@@ -221,3 +221,10 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(tmp_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(EvaluationError, match="no Dask scheduler answers at 'tcp://127.0.0.1:1'"):
+        run("P-X6", ["lut"], seeds=[0], targets=["gold_6226"], backend="dask", scheduler="tcp://127.0.0.1:1",
+            out=tmp_path / "r.csv", progress=False)

@@ -127,7 +127,12 @@ def main(argv=None) -> int:
     root, token, port = Path(tempfile.mkdtemp(prefix="maplex-lab-")), secrets.token_hex(16), free_port()
     shutil.copy(args.notebook, root / args.notebook.name)
     rel = args.notebook.name
-    lab = start_lab(root, port, token)
+    try:
+        lab = start_lab(root, port, token)
+    except RuntimeError as e:
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"JupyterLab did not start: {e}")
+        return 2
     try:
         problems = check_notebook(f"http://127.0.0.1:{port}/lab/tree/{rel}?token={token}&reset",
                                   args.notebook.name, args.chromium, args.screenshot, has_math(args.notebook))

@@ -15,11 +15,13 @@ target in turn with the evaluation's meta-trained model (meta_seed=0), adapt on 
 ten reference cells (the method's declared probes, seven of which lie outside the pool, as in every HELP fit), and
 are scored on the rest of their pool cells.
 
-Writes results/inner/<study>_<protocol>.csv (one row per fold, pseudo-target, seed, k and rule or setting).
+Writes results/inner/<study>_<protocol>.csv.gz (gzipped with no date inside, so the same rows give the same bytes;
+one row per fold, pseudo-target, seed, k and rule or setting).
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import time
 from pathlib import Path
 
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--protocol", default="P-X6")
     ap.add_argument("--k", type=int, nargs="+", default=[3])
     ap.add_argument("--seeds", type=int, default=2, help="draws per pseudo-target (maplex: as maplex.ours.INNER_SEEDS)")
-    ap.add_argument("--out", type=Path, help="default: results/inner/<study>_<protocol>.csv")
+    ap.add_argument("--out", type=Path, help="default: results/inner/<study>_<protocol>.csv.gz (a name ending in .gz is gzipped)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     table, devices = data.load_nb201(), data.load_devices()
@@ -72,9 +74,10 @@ def main(argv=None) -> int:
             else: df = maple_inner_study(ms, devices, devs, k=k, seeds=range(a.seeds))
             frames.append(df.assign(protocol=a.protocol, fold=fold))
         print(f"fold {fold}: {time.perf_counter() - t0:.0f} s", flush=True)
-    out = a.out or Path("results/inner") / f"{a.study}_{a.protocol}.csv"
+    out = a.out or Path("results/inner") / f"{a.study}_{a.protocol}.csv.gz"
     df = pd.concat(frames, ignore_index=True)
-    atomic_write(out, df.to_csv(index=False))
+    text = df.to_csv(index=False).encode()
+    atomic_write(out, gzip.compress(text, mtime=0) if out.suffix == ".gz" else text)  # mtime=0: no date inside
     col = {"maplex": "rule", "maple": "setting", "help": "denorm"}[a.study]
     print(df.pivot_table(index=col, columns="k", values="acc10").round(3))
     return 0
