@@ -13,7 +13,8 @@ _EXPORTS = {  # name -> the module (lesson) that defines it
     "load_nb201": "maplex.data", "load_devices": "maplex.data", "LatencyTable": "maplex.data",
     "DeviceTable": "maplex.data", "MaplexPredictor": "maplex.ours", "MapleX": "maplex.regressor",
     "variant": "maplex.regressor", "LatencyRegressor": "maplex.regressor", "ProbeTable": "maplex.lut",
-    "MaplexError": "maplex.core", "get_method": "maplex.evaluation", "run": "maplex.evaluation",
+    "MaplexError": "maplex.core", "Predictor": "maplex.core", "get_method": "maplex.methods",
+    "fit_method": "maplex.methods", "METHODS": "maplex.methods", "run": "maplex.evaluation",
 }
 __all__ = ["__version__", *_EXPORTS]
 

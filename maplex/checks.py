@@ -18,7 +18,8 @@ from .data import SPEC_COLS, DataError, DeviceTable, LatencyTable, UnknownDevice
 
 # %% auto #0
 __all__ = ['METHODS', 'COMBINES', 'ZERO_OUTPUT_MODES', 'NUMERIC_COLS', 'DescriptorError', 'RankError', 'plot_rank_corr',
-           'NeighbourhoodError', 'latency_matrix', 'device_weights', 'table_positions', 'SpecError']
+           'NeighbourhoodError', 'latency_matrix', 'device_weights', 'table_positions', 'SpecError', 'latency_series',
+           'split_measured']
 
 # %% ../nbs/a7_checks.ipynb #fb0019a1
 class DescriptorError(MaplexError):
@@ -330,3 +331,43 @@ def _check_devices(target: str, train_devices, devices: DeviceTable) -> list[str
     if dups := sorted({d for d in train if train.count(d) > 1}):
         raise SpecError(f"train_devices lists {dups} more than once; list each training device once.")
     return train
+
+# %% ../nbs/a7_checks.ipynb #0a1110c3
+def latency_series(values,  # the measurements: a pd.Series arch index (or arch string) -> ms
+                   what: str = "measured",  # what the values are, for the error messages
+                   error: type[Exception] = DataError,  # the error class to raise
+                  ) -> pd.Series:
+    "`values` as a Series `latency_ms` by `arch_index`: finite, > 0, an arch listed twice only with one value."
+    if not isinstance(values, pd.Series):
+        raise error(f"{what} must be a pd.Series arch_index -> ms, got {type(values).__name__}.")
+    try:
+        idx = nb201.arch_indices(list(values.index))
+    except nb201.ArchError as e:
+        raise error(f"{what} names an arch outside the search space ({e}); "
+                    "use NB201 indices or arch strings.") from None
+    ms = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    if (bad := ~(np.isfinite(ms) & (ms > 0))).any():
+        i = int(np.argmax(bad))
+        raise error(f"{what} holds a NaN or non-positive latency, {values.tolist()[i]!r} at arch {idx[i]}: every "
+                    "measurement must be a positive number of ms (re-measure it or leave it out).")
+    s = pd.Series(ms, index=pd.Index(idx, name="arch_index"), name="latency_ms")
+    clash = s[s.index.duplicated(keep=False)].groupby(level=0).nunique() > 1
+    if clash.any():
+        raise error(f"{what} lists arch {clash.idxmax()} twice with different latencies; keep one value.")
+    return s
+
+# %% ../nbs/a7_checks.ipynb #cf82f2dc
+def split_measured(measured,  # the target's measurements, arch_index -> ms: samples and probes together
+                   probe_archs: Sequence[int],  # the predictor's probe cells
+                   who: str = "this predictor",  # named in the error messages
+                   error: type[Exception] = DataError,  # the error class to raise
+                   require: bool = True,  # refuse a measurement without every probe cell
+                  ) -> tuple[pd.Series, pd.Series | None]:
+    "(samples, probes): the first entry of each probe cell is its probe, in `probe_archs` order; the rest samples."
+    s = latency_series(measured, "measured", error)
+    probe = s.index.isin([int(a) for a in probe_archs]) & ~s.index.duplicated()  # (n,) bool
+    have = [int(a) for a in probe_archs if a in set(s.index[probe])]
+    if require and (missing := sorted(int(a) for a in probe_archs if a not in have)):
+        raise error(f"{who} needs the target's latency of its probe cells {list(probe_archs)} (missing {missing}); "
+                    "measure them and add them to `measured`.")
+    return s[~probe], (s[probe].loc[have] if len(probe_archs) else None)

@@ -22,8 +22,8 @@ from .numerics import torch_threads
 
 # %% auto #0
 __all__ = ['DEMO_METHODS', 'cmd_info', 'cmd_download', 'cmd_probes', 'read_samples', 'predict_device', 'cmd_predict',
-           'cmd_evaluate', 'holdout_task', 'leave_one_setting_out', 'demo_report', 'reading', 'public_pool_hint',
-           'cmd_demo', 'build_parser', 'positive_int', 'main']
+           'cmd_evaluate', 'leave_one_setting_out', 'demo_report', 'reading', 'public_pool_hint', 'cmd_demo',
+           'build_parser', 'positive_int', 'main']
 
 # %% ../nbs/99_cli.ipynb #8674ba40
 def cmd_info(args) -> int:
@@ -108,18 +108,13 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
         raise data.DataError(f"{method} needs the target's latency of its {len(probe_archs)} probe cells and "
                              f"{len(missing)} are missing; `maplex probes --method {method}` lists them. Missing: "
                              f"{', '.join(missing)}")
-    samples = measured.drop(probe_archs)
-    need = getattr(m, "min_samples", 1)
-    if len(samples) < need:
-        raise data.DataError(f"{method} needs at least {need} measured cell(s) besides its {len(probe_archs)} probes; "
-                             f"got {len(samples)}: add adaptation samples to the samples file.")
-    probes = measured.loc[probe_archs] if probe_archs else None
-    task = evaluation.Task(train, devices, target, samples.rename(target), probes)
-    cells = np.arange(nb201.N_ARCHS)
+    if len(measured) <= len(probe_archs):
+        raise data.DataError(f"{method} needs at least 1 measured cell besides its {len(probe_archs)} probes; "
+                             "got none: add adaptation samples to the samples file.")
     with torch_threads(threads):
-        fitted = m.fit(task, seed=seed)
-        ms = fitted.predict(cells)
-    return pd.DataFrame({"arch_index": cells, "arch_str": nb201.all_arch_strs(), "latency_ms": ms})
+        fitted = evaluation.fit_method(m, measured, train=train, devices=devices, target=target, seed=seed)
+        ms = fitted.predict(np.arange(nb201.N_ARCHS))
+    return pd.DataFrame({"arch_index": ms.index, "arch_str": nb201.all_arch_strs(), "latency_ms": ms.to_numpy()})
 
 # %% ../nbs/99_cli.ipynb #d09b63d1
 def cmd_predict(args) -> int:
@@ -152,28 +147,6 @@ def cmd_evaluate(args) -> int:
 # %% ../nbs/99_cli.ipynb #76ad408e
 DEMO_METHODS = ("closest-linear", "lut", "maple", "maple-x", "maplex")  # floors, the papers' rows, ours
 
-def holdout_task(table: data.LatencyTable, # every setting's latencies; the target's column is read at k + p cells only
-                 devices: data.DeviceTable, # a row per column of `table`
-                 target: str, # the column to hold out
-                 k: int = 3, # adaptation samples, drawn from the pool cells (0..899) the table holds
-                 seed: int = 0, # seed of the draw
-                 probe_archs: Iterable[int] = (), # the method's probe cells, measured on the target too
-                ) -> evaluation.Task:
-    "The task of one held-out column of any table: train on the other columns, see k samples + the probes."
-    if target not in table:
-        raise data.DataError(f"unknown target {target!r}: choose one of {', '.join(table.devices)}.")
-    if len(table.devices) < 2:
-        raise data.DataError("leave-one-out needs at least two columns: one to hold out, one to train on.")
-    col, probe_archs = table[target], list(probe_archs)
-    pool = np.intersect1d(table.archs, np.asarray(data.POOL))  # the pool cells measured for the target
-    if missing := [i for i in probe_archs if i not in col.index]:
-        raise data.DataError(f"the table has no latency of the probe cell(s) {missing}; profile them too.")
-    cells = evaluation.draw_samples(k, seed, pool)  # on a table holding the whole pool: the protocols' draw
-    train = [d for d in table.devices if d != target]
-    probes = col.loc[probe_archs].rename(target) if probe_archs else None
-    return evaluation.Task(table.select(train), devices.select([*train, target]), target,
-                           col.loc[cells].rename(target), probes)
-
 # %% ../nbs/99_cli.ipynb #d5a89448
 def leave_one_setting_out(table: data.LatencyTable, # every setting's latencies, e.g. `profile.load_embedded()[0]`
                           devices: data.DeviceTable, # a row per column of `table`
@@ -185,22 +158,14 @@ def leave_one_setting_out(table: data.LatencyTable, # every setting's latencies,
                           threads: int | None = 1, # torch threads while fitting (1: the same numbers on any machine)
                          ) -> pd.DataFrame:
     "Each target in turn unseen: fit each method on the other columns + k samples + probes, score its test cells."
-    targets, methods = list(table.devices if targets is None else targets), list(methods)
-    for m in methods: evaluation.get_method(m)  # an unknown name fails before any training
-    rows = []
+    split = evaluation.leave_one_out(table, protocol)
+    targets, methods = list(split.targets if targets is None else targets), list(methods)
+    for name in methods:
+        evaluation.get_method(name)  # an unknown name fails before any training
     for target in targets:
-        for name in methods:
-            method = evaluation.get_method(name)
-            task = holdout_task(table, devices, target, k, seed, method.probe_archs)
-            cells = np.intersect1d(evaluation.score_cells("main", exclude=method.probe_archs), table.archs)
-            if not len(cells): raise data.DataError("the table holds no test cells (arch index 900 and up) to score.")
-            t0 = time.perf_counter()
-            with torch_threads(threads):
-                fitted = method.fit(task, seed=seed)
-                pred = fitted.predict(cells)
-            rows.append(dict(protocol=protocol, method=name, target=target, k=k, seed=seed, budget=task.budget,
-                             n_test=len(cells), fit_predict_s=round(time.perf_counter() - t0, 3),
-                             **evaluation.metrics(pred, table[target].loc[cells].to_numpy())))
+        split.train_devices(target)  # and so does an unknown target
+    with torch_threads(threads):
+        rows = [evaluation.evaluate_one(m, split, t, k, seed, table, devices) for t in targets for m in methods]
     return pd.DataFrame(rows)
 
 # %% ../nbs/99_cli.ipynb #ca368647

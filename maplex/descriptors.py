@@ -13,16 +13,18 @@ import pandas as pd
 
 from . import nb201
 from .data import CLASS_ORDER, POOL, DeviceTable, LatencyTable
+from .nb201 import PROBE_CELLS, PROBES  # noqa: F401  (declared with the search space, lesson 00)
 from .checks import DescriptorError, _check_device, _checked_probes, _device_counters, _probe_text  # noqa: F401
 from .perfstat import (COUNTER_OPS, EVENT_ALIASES, MAPLE_EVENTS, MISSING_MARKERS,  # noqa: F401
                              PERF_COLUMNS, PerfParseError, canonical_event, counter_table, parse_perf_stat,
                              parse_perf_table)
+_all_ = ['PROBE_CELLS', 'PROBES']
 
 # %% auto #0
-__all__ = ['PROBE_CELLS', 'PROBES', 'SPEC_FEATURES', 'DESCRIPTOR_KINDS', 'ENCODINGS', 'Descriptor', 'normalise_counts',
-           'CounterDescriptor', 'EdgeCounterDescriptor', 'isolating_cells', 'fingerprint', 'ProbeFingerprint',
-           'probe_latencies', 'descriptor_table', 'impute_spec', 'SpecDescriptor', 'NoDescriptor', 'CombinedDescriptor',
-           'get_descriptor', 'descriptor_costs', 'encode', 'join_features']
+__all__ = ['SPEC_FEATURES', 'DESCRIPTOR_KINDS', 'ENCODINGS', 'Descriptor', 'normalise_counts', 'CounterDescriptor',
+           'EdgeCounterDescriptor', 'isolating_cells', 'fingerprint', 'ProbeFingerprint', 'probe_latencies',
+           'descriptor_table', 'impute_spec', 'SpecDescriptor', 'NoDescriptor', 'CombinedDescriptor', 'descriptor_kind',
+           'get_descriptor', 'descriptor_costs', 'encode', 'join_features', 'PROBE_CELLS', 'PROBES']
 
 # %% ../nbs/20_descriptors.ipynb #baa49cbb
 class Descriptor:
@@ -128,12 +130,6 @@ def isolating_cells(candidates: Iterable[int] = POOL  # arch indices to choose f
         order = np.lexsort((idx, -counts[:, 0], -counts[:, k]))  # last key first: most `op`, most none, lowest index
         out[op] = int(idx[order[ok[order]][0]])
     return out
-
-# %% ../nbs/20_descriptors.ipynb #046f50f5
-# op -> the cell isolating it (isolating_cells(POOL))
-PROBE_CELLS: dict[str, int] = {'none': 186, 'skip_connect': 465, 'nor_conv_1x1': 649,
-                               'nor_conv_3x3': 138, 'avg_pool_3x3': 297}
-PROBES: tuple[int, ...] = tuple(PROBE_CELLS.values())  # the declared probe set, p = 5, in `nb201.OPS` order
 
 # %% ../nbs/20_descriptors.ipynb #774be7fc
 def fingerprint(latency_ms: np.ndarray  # (P,) or (n, P) probe latencies in ms, all positive
@@ -258,18 +254,34 @@ DESCRIPTOR_KINDS: dict[str, type] = {'none': NoDescriptor, 'spec': SpecDescripto
                                      'counters': CounterDescriptor, 'edge-counters': EdgeCounterDescriptor}
 
 # %% ../nbs/20_descriptors.ipynb #71a2a06b
-def get_descriptor(kind: str,  # a key of DESCRIPTOR_KINDS, or several joined by '+', e.g. 'probe+spec'
-                   **kwargs  # constructor arguments, each given to the parts that accept it (e.g. counters=...)
-                  ) -> Descriptor:
-    "A descriptor by name."
+def descriptor_kind(kind: str | Descriptor  # a kind name ('probe', 'probe+spec', ...) or a Descriptor object
+                   ) -> str:
+    "The kind's name, checked without building it (an object: its `name`)."
+    if isinstance(kind, Descriptor):
+        return kind.name
     names = [k.strip() for k in str(kind).split('+')]
     if unknown := [k for k in names if k not in DESCRIPTOR_KINDS]:
         raise DescriptorError(f"unknown descriptor kind {unknown[0]!r}; known kinds: {', '.join(DESCRIPTOR_KINDS)} "
                               "(join several with '+', e.g. 'probe+spec')")
-    parts, used = [], set()
+    return '+'.join(names)
+
+def get_descriptor(kind: str | Descriptor,  # a key of DESCRIPTOR_KINDS, several joined by '+', or a Descriptor
+                   **kwargs  # constructor arguments, each given to the parts that accept it (e.g. counters=...)
+                  ) -> Descriptor:
+    "A descriptor by name; a Descriptor object is returned as it is (it already holds its arguments)."
+    if isinstance(kind, Descriptor):
+        if kwargs:
+            raise DescriptorError(f"{kind!r} is already built: pass its arguments to its constructor instead.")
+        return kind
+    names, parts, used = descriptor_kind(kind).split('+'), [], set()
     for k in names:
         accepted = {a: v for a, v in kwargs.items() if a in inspect.signature(DESCRIPTOR_KINDS[k]).parameters}
-        parts.append(DESCRIPTOR_KINDS[k](**accepted)); used |= set(accepted)
+        try:
+            parts.append(DESCRIPTOR_KINDS[k](**accepted))
+        except TypeError as e:
+            raise DescriptorError(f"the {k!r} descriptor needs arguments ({e}): build it with get_descriptor({k!r}, "
+                                  "...) and pass the object.") from None
+        used |= set(accepted)
     if unused := set(kwargs) - used:
         raise DescriptorError(f"no part of {kind!r} takes the argument(s) {sorted(unused)}")
     return parts[0] if len(parts) == 1 else CombinedDescriptor(parts)

@@ -5,7 +5,6 @@
 # %% ../nbs/80_evaluation.ipynb #37b642be
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +14,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import data, nb201
-from .descriptors import PROBES
+from . import data
 from .harness import (FLOORS, KIND, MARKERS, METRIC_COLS, METRIC_NAMES, ORDER, STEPS, STYLES,  # noqa: F401
                             EvaluationError, _ordered, headline, in_dask, in_processes, in_this_process, overview,
                             paired_per_seed, per_device, plot_ablation, plot_per_device, plot_vs_k, plots, report,
                             run_jobs, summarise)
-from .lut import ProbeTable
-from .ours import MaplexPredictor
-from .regressor import variant
+from .methods import (METHODS, _PLUGINS, ClosestDeviceLinear, FlopsLinear, MethodError,  # noqa: F401
+                            ProbeLUT, fit_method, get_method, pool_cells, register_method)
 from .results import ResultsFile
 
 # %% auto #0
-__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'METHODS', 'KEY', 'COLUMNS', 'TOLERANCE', 'MAPLEX_TABLE1', 'CLAIMS',
-           'Protocol', 'get_protocol', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics',
-           'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'MapleXMethod', 'MaplexMethod', 'register_method',
-           'get_method', 'plot_pred_vs_true', 'score_task', 'evaluate_one', 'run', 'load_results', 'paired_effects',
+__all__ = ['PX6', 'HELP_TRAIN', 'HELP_TARGETS', 'PROTOCOLS', 'KEY', 'COLUMNS', 'TOLERANCE', 'MAPLEX_TABLE1', 'CLAIMS', 'Protocol',
+           'get_protocol', 'leave_one_out', 'Task', 'draw_samples', 'make_task', 'score_cells', 'metrics', 'fit_task',
+           'plot_pred_vs_true', 'score_task', 'evaluate_one', 'run', 'load_results', 'paired_effects',
            'seed_differences', 'replication', 'against_the_best']
 
 # %% ../nbs/80_evaluation.ipynb #a2d1966f
@@ -45,7 +41,7 @@ class Protocol:
     def train_devices(self, target: str) -> list[str]:
         "The training devices for `target`."
         if target not in self.targets:
-            raise data.DataError(f"{target!r} is not a target of {self.name}; its targets are {list(self.targets)}.")
+            raise data.DataError(f"unknown target {target!r} of {self.name}: choose one of {', '.join(self.targets)}.")
         return [d for d in self.pool if d != target]
 
 PX6 = ("silver_4114", "gold_6226", "gold_6240", "1080ti_1", "titanx_1", "titan_rtx_1")
@@ -66,6 +62,14 @@ def get_protocol(name: str) -> Protocol:
         raise data.DataError(f"unknown protocol {name!r}; choose one of {list(PROTOCOLS)}.")
     return PROTOCOLS[name]
 
+def leave_one_out(table: data.LatencyTable,  # any latency table, e.g. your own runtime settings (lesson 90)
+                  name: str = "leave-one-out",  # the protocol's name in results rows
+                 ) -> Protocol:
+    "Every column of `table` held out in turn, the other columns training."
+    if len(table.devices) < 2:
+        raise data.DataError("leave-one-out needs at least two columns: one to hold out, one to train on.")
+    return Protocol(name, tuple(table.devices), tuple(table.devices), "every column in turn, the others train")
+
 # %% ../nbs/80_evaluation.ipynb #7e559e0f
 @dataclass(frozen=True)
 class Task:
@@ -83,7 +87,11 @@ class Task:
     @property
     def pool(self) -> data.LatencyTable:
         "The training devices' pool cells (0..899): the training set of a regressor (PROTOCOL.md)."
-        return self.train.take(np.intersect1d(self.train.archs, np.asarray(data.POOL)))
+        return pool_cells(self.train)
+    @property
+    def measured(self) -> pd.Series:
+        "The target's k samples and probe cells as one Series (a sample drawn on a probe cell is listed twice)."
+        return self.samples if self.probes is None else pd.concat([self.samples, self.probes])
 
 # %% ../nbs/80_evaluation.ipynb #95ec9d19
 def draw_samples(k: int, # number of adaptation samples
@@ -104,12 +112,14 @@ def make_task(table: data.LatencyTable, # every device's latencies (the target's
               seed: int, # seed of the draw
               probe_archs: Iterable[int] = (), # declared probe cells, measured on the target too
              ) -> Task:
-    "Build the task for one target: the only place that reads the target's column."
+    "Build the task for one target: the only place that reads the target's column (k from the pool cells held)."
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     train_devs = protocol.train_devices(target)
-    col = table[target]
-    samples = col.loc[draw_samples(k, seed)].rename(target)
-    probe_archs = list(probe_archs)
+    col, probe_archs = table[target], list(probe_archs)
+    if missing := [i for i in probe_archs if i not in col.index]:
+        raise data.DataError(f"the table has no latency of the probe cell(s) {missing} on {target}; measure them too.")
+    pool = np.intersect1d(table.archs, np.asarray(data.POOL))  # on the public table: all of 0..899
+    samples = col.loc[draw_samples(k, seed, pool)].rename(target)
     probes = col.loc[probe_archs].rename(target) if probe_archs else None
     return Task(table.select(train_devs), devices.select([*train_devs, target]), target, samples, probes)
 
@@ -146,124 +156,28 @@ def metrics(pred: np.ndarray, # predicted ms
                 kendall=float(stats.kendalltau(pred, true)[0]) if ranks else 0.0,
                 mape=float(np.mean(err)))
 
-# %% ../nbs/80_evaluation.ipynb #1f93779d
-def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    "Least-squares slope and intercept of y on x (a constant when x does not vary)."
-    if len(x) < 2 or np.ptp(x) == 0: return 0.0, float(np.mean(y))
-    a, b = np.polyfit(x, y, 1)
-    return float(a), float(b)
-
-class ClosestDeviceLinear:
-    "Floor: the training device best correlated with the target on the k samples, fitted a·x + b."
-    name, probe_archs = "closest-linear", ()
-    def fit(self, task: Task, seed: int = 0) -> "ClosestDeviceLinear":
-        X = task.train.ms.loc[task.samples.index]  # k x training devices
-        y = task.samples.to_numpy()
-        corr = X.apply(lambda c: 0.0 if np.ptp(c) == 0 or np.ptp(y) == 0 else np.corrcoef(c, y)[0, 1])
-        self.device = corr.idxmax()
-        self.a, self.b = _line(X[self.device].to_numpy(), y)
-        self.ms = task.train[self.device]
-        return self
-    def predict(self, archs) -> np.ndarray:
-        idx = nb201.arch_indices(archs)
-        if (missing := ~np.isin(idx, self.ms.index)).any():
-            raise data.DataError(f"closest-linear maps the closest training device ({self.device}), which has no "
-                                 f"latency for {missing.sum()} of the {len(idx)} requested cells "
-                                 f"(e.g. {idx[missing][0]}): "
-                                 "give training devices measured on every cell to predict, or use another method.")
-        return self.a * self.ms.loc[idx].to_numpy() + self.b
-
-# %% ../nbs/80_evaluation.ipynb #5fbc532c
-class FlopsLinear:
-    "Floor: latency ≈ a·FLOPs + b fitted on the k samples."
-    name, probe_archs = "flops-linear", ()
-    def fit(self, task: Task, seed: int = 0) -> "FlopsLinear":
-        flops = nb201.cost_table().flops_m
-        self.a, self.b = _line(flops.loc[task.samples.index].to_numpy(), task.samples.to_numpy())
-        return self
-    def predict(self, archs) -> np.ndarray:
-        return self.a * nb201.cost_table().flops_m.loc[nb201.arch_indices(archs)].to_numpy() + self.b
-
-class ProbeLUT:
-    "Baseline: the layer-wise table solved from the 5 declared probe cells (lesson 60); it ignores the k samples."
-    name, probe_archs = "lut", tuple(PROBES)
-    def fit(self, task: Task, seed: int = 0) -> "ProbeLUT":
-        self.table = ProbeTable.from_probes(task.probes)  # floored at half the cheapest probe (lesson 60)
-        return self
-    def predict(self, archs) -> np.ndarray: return self.table.predict(archs)
-
-# %% ../nbs/80_evaluation.ipynb #5c3c877b
-class MapleXMethod:
-    "One of the paper's methods (`regressor.VARIANTS`) as an evaluation method; its prediction is the regressor's."
-    def __init__(self, name: str, variant_name: str):
-        self.name, self.variant_name = name, variant_name
-    @property
-    def probe_archs(self) -> tuple[int, ...]: return tuple(variant(self.variant_name).probe_archs)
-    def fit(self, task: Task, seed: int = 0) -> "MapleXMethod":
-        measured = task.samples if task.probes is None else pd.concat([task.samples, task.probes])  # k + p, one Series
-        model = variant(self.variant_name, seed=seed)
-        self.model = model.fit(measured, train=task.pool, devices=task.devices, target=task.target)
-        return self
-    def predict(self, archs) -> np.ndarray: return self.model.predict(archs).to_numpy()
-
-class MaplexMethod:
-    "maplex's own predictor (lesson 75) as an evaluation method: the table and the closest device, trusted per target."
-    name, probe_archs = "maplex", tuple(PROBES)
-    def fit(self, task: Task, seed: int = 0) -> "MaplexMethod":
-        measured = pd.concat([task.samples, task.probes])
-        self.model = MaplexPredictor().fit(measured[~measured.index.duplicated()], train=task.train, target=task.target)
-        return self
-    def predict(self, archs) -> np.ndarray: return self.model.predict(archs).to_numpy()
-
-# %% ../nbs/80_evaluation.ipynb #be4f6592
-METHODS: dict[str, Callable[[], object] | str] = {
-    "closest-linear": ClosestDeviceLinear,
-    "flops-linear": FlopsLinear,
-    "lut": ProbeLUT,
-    "maple": lambda: MapleXMethod("maple", "MAPLE"),  # the papers' methods (lesson 70)
-    "maple-x1": lambda: MapleXMethod("maple-x1", "MAPLE-X1"),
-    "maple-x": lambda: MapleXMethod("maple-x", "MAPLE-X"),
-    "maplex": MaplexMethod,  # ours, beyond the papers (lesson 75)
-    "help": "maplex.help:help_method",  # lesson 85, above this one: imported when first asked for, by name
-}  # every row a results table carries; "module:function" names a factory that `get_method` imports on demand
-_PLUGINS: dict[str, str] = {}  # method name -> module that registered it (imported again in worker processes)
-
-def register_method(name: str, # the name results rows and the command line use
-                    factory: Callable[[], object], # returns a fresh method object
-                    module: str | None = None, # module to import so the name exists (default: the factory's)
-                   ) -> None:
-    "Make a method of your own available to `get_method` and `run` under `name`."
-    METHODS[name] = factory
-    _PLUGINS[name] = module or factory.__module__
-
-def _factory(name: str) -> Callable[[], object]:
-    "The factory of a method: a callable, or a \"module:function\" name imported now (no module registers itself)."
-    factory = METHODS[name]
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
-
-def get_method(name: str):
-    "A fresh method object by name."
-    if name not in METHODS:
-        raise EvaluationError(f"unknown method {name!r}; choose from {sorted(METHODS)}.")
-    return _factory(name)()
-
 # %% ../nbs/80_evaluation.ipynb #34de5592
+def fit_task(method,  # a predictor (appendix A0's contract), e.g. from `get_method`
+             task: Task,  # what it may know
+             seed: int = 0,  # the draw's seed, also the training seed of a method that has one
+            ):
+    "Fit `method` on a task: its samples and probes as one Series, as `fit_method` (appendix A12) fits any method."
+    return fit_method(method, task.measured, train=task.train, devices=task.devices, target=task.target, seed=seed)
+
 def plot_pred_vs_true(method: str, protocol: str, target: str, k: int = 3, seed: int = 0, ax=None):
     "Scatter of predicted vs measured latency on one target's test cells, with the ±10 % band."
     import matplotlib.pyplot as plt
     table, devices = data.load_nb201(), data.load_devices()
     m = get_method(method)
     task = make_task(table, devices, protocol, target, k, seed, m.probe_archs)
-    fitted = m.fit(task, seed=seed)
+    fitted = fit_task(m, task, seed)
     cells = score_cells("main", exclude=m.probe_archs)
-    pred, true = fitted.predict(cells), table[target].loc[cells].to_numpy()
+    pred, true = fitted.predict(cells).to_numpy(), table[target].loc[cells].to_numpy()
     ax = ax or plt.subplots(figsize=(4, 4), dpi=80)[1]
     ax.scatter(true, pred, s=2, alpha=0.3)
     lim = np.array([true.min(), true.max()])
-    ax.plot(lim, lim, "k-", lw=1); ax.fill_between(lim, 0.9 * lim, 1.1 * lim, color="k", alpha=0.1)
+    ax.plot(lim, lim, "k-", lw=1)
+    ax.fill_between(lim, 0.9 * lim, 1.1 * lim, color="k", alpha=0.1)
     ax.set(xlabel="measured ms", ylabel="predicted ms",
            title=f"{method} on {target} (k = {k}): acc10 = {metrics(pred, true)['acc10']:.2f}")
     return ax.figure
@@ -278,35 +192,45 @@ COLUMNS: dict[str, type] = {"protocol": str, "method": str, "target": str, "k": 
 TOLERANCE = {"acc10": 1 / 14725, "acc5": 1 / 14725, "help_acc10": 1 / 790, "spearman": 1e-9, "kendall": 1e-9,
              "help_spearman": 1e-9, "mape": 1e-9}  # how far a row may move on another x86 CPU (lesson 80: measured)
 
-def score_task(method, # a method object (see METHODS); fitted here
+def _help_view(pred: pd.Series, truth: pd.Series) -> dict[str, float]:
+    "The HELP view's metrics; NaN where the truth does not hold cells 900..1899 (a table of your own)."
+    if not np.isin(np.arange(900, 1900), truth.index).all():
+        return {f"help_{n}": float("nan") for n in _METRIC_FIELDS}
+    cells = np.intersect1d(score_cells("help", truth), pred.index)
+    return {f"help_{n}": v for n, v in metrics(pred.loc[cells].to_numpy(), truth.loc[cells].to_numpy()).items()}
+
+def score_task(method, # a predictor (see METHODS); fitted here
                task: Task, # what the method may know
                truth: pd.Series, # the target's measured latencies: read only to score, after fit and predict
-               name: str | None = None, # the method's name in the row (default: `method.name`)
+               name: str | None = None, # the method's name in the row (default: its `name`, else its class)
                protocol: str = "", # protocol name for the row
                seed: int = 0, # the draw's seed, also the training seed
               ) -> dict:
-    "Fit one method on one task and score its predictions on both views: one results row."
+    "Fit one method on one task and score its predictions on the test cells `truth` holds: one results row."
+    main = np.intersect1d(score_cells("main", exclude=method.probe_archs), truth.index)
+    if not len(main):
+        raise data.DataError("the table holds no test cells (arch index 900 and up) to score.")
     t0 = time.perf_counter()
-    fitted = method.fit(task, seed=seed)
-    main = score_cells("main", exclude=method.probe_archs)
-    pred = pd.Series(fitted.predict(main), index=main)
+    pred = fit_task(method, task, seed).predict(main)
     seconds = time.perf_counter() - t0
-    help_cells = np.intersect1d(score_cells("help", truth), main)
-    row = dict(protocol=protocol, method=name or method.name, target=task.target, k=task.k, seed=seed,
-               budget=task.budget, n_test=len(main), fit_predict_s=round(seconds, 3))
+    row = dict(protocol=protocol, method=name or getattr(method, "name", type(method).__name__), target=task.target,
+               k=task.k, seed=seed, budget=task.budget, n_test=len(main), fit_predict_s=round(seconds, 3))
     row.update(metrics(pred.to_numpy(), truth.loc[main].to_numpy()))
-    help_view = metrics(pred.loc[help_cells].to_numpy(), truth.loc[help_cells].to_numpy())
-    row.update({f"help_{n}": v for n, v in help_view.items()})
-    return row
+    return {**row, **_help_view(pred, truth)}
 
-def evaluate_one(method_name: str, protocol: str, target: str, k: int, seed: int,
-                 table: data.LatencyTable | None = None, devices: data.DeviceTable | None = None) -> dict:
-    "One results row: draw the task of (protocol, target, k, seed), fit the named method, score both views."
+def evaluate_one(method_name: str, # a key of METHODS
+                 protocol: Protocol | str, # a protocol or its name
+                 target: str, k: int, seed: int, # the task: target, adaptation samples, seed of the draw
+                 table: data.LatencyTable | None = None, # default: the public NAS-Bench-201 table
+                 devices: data.DeviceTable | None = None, # default: the public device table
+                ) -> dict:
+    "One results row: draw the task of (protocol, target, k, seed), fit the named method, score it."
     table = table if table is not None else data.load_nb201()
     devices = devices if devices is not None else data.load_devices()
+    protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
     method = get_method(method_name)
     task = make_task(table, devices, protocol, target, k, seed, method.probe_archs)
-    return score_task(method, task, table[target], method_name, get_protocol(protocol).name, seed)
+    return score_task(method, task, table[target], method_name, protocol.name, seed)
 
 # %% ../nbs/80_evaluation.ipynb #733cd540
 def _jobs(proto: Protocol, methods: list[str], ks, seeds, targets) -> list[tuple]:
@@ -352,8 +276,11 @@ def run(protocol: str, # protocol name
     if backend not in ("local", "dask") or (backend == "dask") != (scheduler is not None):
         raise EvaluationError(f"backend={backend!r} with scheduler={scheduler!r}: use backend='local', or "
                               "backend='dask' with the scheduler's address.")
-    methods = [get_method(m).name and m for m in methods]  # validates the names
-    for t in (targets or ()): proto.train_devices(t)  # validates the targets
+    methods = list(methods)
+    for m in methods:
+        get_method(m)  # validates the names
+    for t in (targets or ()):
+        proto.train_devices(t)  # validates the targets
     jobs = _jobs(proto, methods, list(ks), list(seeds), targets)
     plugins = tuple(dict.fromkeys(_PLUGINS[m] for m in methods if m in _PLUGINS))
     compute = _compute(backend, scheduler, workers, plugins)

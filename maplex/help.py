@@ -18,219 +18,23 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from . import data, nb201
-from .core import MaplexError, file_lock
+from .checks import split_measured
+from .core import file_lock
+from .helpnet import (CELL_ADJ, ENCODERS, HELP_REFERENCE, NODE_FEATS, NODES, GraphConv,  # noqa: F401
+                            HelpConfig, HelpError, HelpModel, HelpNet, MissingProbesError, ZModulator, _lr_key,
+                            arch_inputs, cell_features, hardware_embedding, minmax_scale, minmax_unscale,
+                            modulate, trim_outliers)
 from .numerics import DTYPE
 from .regressor import ConfigError, read_model, write_model
-from .evaluation import Task
 
 # %% auto #0
-__all__ = ['HELP_REFERENCE', 'HELP_VALID', 'HELP_CODE_VERSION', 'NODES', 'NODE_FEATS', 'CELL_ADJ', 'ENCODERS', 'HELP_FORMAT',
-           'DENORMS', 'HelpError', 'MissingProbesError', 'hardware_embedding', 'minmax_scale', 'minmax_unscale',
-           'trim_outliers', 'cell_features', 'arch_inputs', 'GraphConv', 'HelpNet', 'ZModulator', 'modulate',
-           'HelpConfig', 'HelpModel', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData', 'device_data',
-           'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'episode_loss', 'Checkpoint', 'meta_train',
-           'cache_key', 'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles', 'minmax_affine',
-           'affine_fit', 'HelpPredictor', 'Help', 'help_method']
-
-# %% ../nbs/85_help.ipynb #eb49427f
-HELP_REFERENCE = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)  # HELP's 10 reference cells (NB201 indices)
-HELP_VALID = ("titanx_1", "titanx_32", "titanx_256", "gold_6240")  # HELP's meta-validation devices
-HELP_CODE_VERSION = 2  # part of the cache key: bump it when meta-training changes (2: float64)
-
-class HelpError(MaplexError):
-    "Input that HELP cannot use; the message says what is wrong and how to fix it."
-
-class MissingProbesError(HelpError, KeyError):
-    "The target's latencies at HELP's reference cells (its hardware embedding) are missing."
-    def __str__(self): return str(self.args[0]) if self.args else ""
-
-# %% ../nbs/85_help.ipynb #a80db012
-def hardware_embedding(latencies: pd.Series | None, # ms by arch_index; must hold every cell of `refs`
-                       refs: Iterable[int] = HELP_REFERENCE, # the reference cells, in embedding order
-                       device: str = "the target", # name used in error messages
-                      ) -> np.ndarray:
-    "HELP's hardware embedding: the reference cells' latencies min-max scaled to [0, 1], float64 in `refs` order."
-    refs = [int(r) for r in refs]
-    have = set() if latencies is None else set(latencies.index)
-    if missing := [r for r in refs if r not in have]:
-        raise MissingProbesError(
-            f"{device}: HELP needs the latency of its {len(refs)} reference cells (its hardware embedding); "
-            f"missing {missing} ({', '.join(nb201.arch_str(r) for r in missing[:2])}"
-            f"{', ...' if len(missing) > 2 else ''}). "
-            "Measure them on the device and pass them as the task's probes, e.g. "
-            "make_task(..., probe_archs=Help.probe_archs).")
-    lat = latencies.loc[refs].to_numpy(float)  # (10,) ms
-    if not np.isfinite(lat).all() or np.ptp(lat) <= 0:
-        raise HelpError(f"{device}: the reference cells' latencies are constant or not finite ({lat.tolist()}); "
-                        "the embedding min-max scales them, so re-measure them.")
-    return ((lat - lat.min()) / np.ptp(lat)).astype(np.float64)  # e_d = (l - min l) / (max l - min l)
-
-# %% ../nbs/85_help.ipynb #35722757
-def minmax_scale(y, lo: float, hi: float, portion: float = 0.9) -> np.ndarray:
-    "HELP's latency normalisation: `lo` -> (1 - portion) / 2 and `hi` -> (1 + portion) / 2."
-    return (np.asarray(y, float) - lo) / (hi - lo) * portion + (1 - portion) / 2
-
-def minmax_unscale(z, lo: float, hi: float, portion: float = 0.9) -> np.ndarray:
-    "The inverse of `minmax_scale`: normalised values back to ms."
-    return (np.asarray(z, float) - (1 - portion) / 2) / portion * (hi - lo) + lo
-
-# %% ../nbs/85_help.ipynb #1eb823b1
-def trim_outliers(latency: pd.Series, # ms by arch_index (one device)
-                  frac: float = 0.1, # share dropped at each end
-                 ) -> np.ndarray:
-    "Arch indices without the fastest and slowest `frac` (HELP's `remove_outlier`), in latency order."
-    order = np.argsort(latency.to_numpy(), kind="stable")
-    n = len(order)
-    return latency.index.to_numpy()[order[int(n * frac):int(n * (1 - frac))]]
-
-# %% ../nbs/85_help.ipynb #4d9a10f1
-NODES = ("input", *(f"{to}<-{frm}" for to, frm in nb201.EDGES), "output", "global")  # graph nodes, in order
-NODE_FEATS = ("input", *nb201.OPS, "output", "global")  # one-hot node types
-
-def _cell_adjacency() -> np.ndarray:
-    "adj[i, j] = 1 when node i reads node j (rows receive), with self-loops: HELP's `add_global_node` layout."
-    adj = np.eye(len(NODES), dtype=np.float64)  # self-loops
-    for k, (to, frm) in enumerate(nb201.EDGES):
-        if frm == 0: adj[1 + k, 0] = 1  # an edge out of node 0 reads the input
-        for j, (to_j, _) in enumerate(nb201.EDGES):
-            if to_j == frm: adj[1 + k, 1 + j] = 1  # an edge out of node frm reads the edges into frm
-        if to == 3: adj[7, 1 + k] = 1  # the output sums the edges into node 3
-    adj[8] = 1  # the global node reads every node
-    return adj
-
-CELL_ADJ = _cell_adjacency()  # (9, 9): the same for every NB201 cell; only node types differ
-
-# %% ../nbs/85_help.ipynb #7b7dc3b8
-def cell_features(archs # arch strings and/or NB201 indices
-                 ) -> np.ndarray:
-    "One-hot node types of the op-on-node cell graph, float64 (n, 9, 8)."
-    ids = nb201.op_ids(archs).astype(np.int64)  # (n, 6) op of each edge
-    feat = np.zeros((len(ids), len(NODES), len(NODE_FEATS)), np.float64)  # (n, 9, 8)
-    feat[:, 0, 0] = feat[:, 7, 6] = feat[:, 8, 7] = 1  # input, output, global
-    feat[np.arange(len(ids))[:, None], np.arange(1, 7), 1 + ids] = 1  # edge nodes: their op
-    return feat
-
-ENCODERS = ("gcn", "mlp")  # HELP's graph network on the cell graph; an MLP on MAPLE's 24-value one-hot
-
-def arch_inputs(archs, encoder: str = "gcn") -> torch.Tensor:
-    "The predictor's input for `archs`: node features (n, 9, 8) for the GCN, the one-hot (n, 24) for the MLP."
-    if encoder not in ENCODERS: raise HelpError(f"unknown encoder {encoder!r}: use one of {ENCODERS}.")
-    return torch.from_numpy(cell_features(archs) if encoder == "gcn" else nb201.onehot(archs).astype(np.float64))
-
-# %% ../nbs/85_help.ipynb #5bfce63c
-class GraphConv(nn.Module):
-    "A graph convolution as HELP uses it: A (H W) + b, with the raw adjacency (self-loops, no normalisation)."
-    def __init__(self, d_in: int, d_out: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(d_in, d_out, dtype=DTYPE).uniform_(-0.05, 0.05))  # HELP's init
-        self.bias = nn.Parameter(torch.empty(d_out, dtype=DTYPE).uniform_(-d_out ** -0.5, d_out ** -0.5))
-    def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        return adj @ (h @ self.weight) + self.bias  # (n, 9, d_in) -> (n, 9, d_out)
-
-# %% ../nbs/85_help.ipynb #fbe6c283
-class HelpNet(nn.Module):
-    "HELP's predictor: an architecture branch and a 2-layer hardware branch, concatenated, then 3 layers to one output."
-    def __init__(self, encoder: str = "gcn", # "gcn" (4 graph layers on the cell graph) or "mlp" (2 on the one-hot)
-                 hidden: int = 100, # width of every branch (HELP: 100)
-                 hw_dim: int = len(HELP_REFERENCE), # size of the hardware embedding
-                ):
-        super().__init__()
-        if encoder not in ENCODERS: raise HelpError(f"unknown encoder {encoder!r}: use one of {ENCODERS}.")
-        self.encoder, self.hidden = encoder, hidden
-        lin = partial(nn.Linear, dtype=DTYPE)  # every weight is drawn in float64 (appendix A1)
-        if encoder == "gcn":
-            self.gc = nn.ModuleList([GraphConv(len(NODE_FEATS) if i == 0 else hidden, hidden) for i in range(4)])
-            self.register_buffer("adj", torch.from_numpy(CELL_ADJ).to(DTYPE), persistent=False)
-        else:
-            self.fc1, self.fc2 = lin(len(nb201.ONEHOT_NAMES), hidden), lin(hidden, hidden)
-        self.fc_hw1, self.fc_hw2 = lin(hw_dim, hidden), lin(hidden, hidden)
-        self.fc3, self.fc4 = lin(2 * hidden, 2 * hidden), lin(2 * hidden, 2 * hidden)
-        self.fc5 = lin(2 * hidden, 1)
-
-    def arch_branch(self, x: torch.Tensor) -> torch.Tensor:
-        "(n, hidden) features of the architectures."
-        if self.encoder == "mlp": return F.relu(self.fc2(F.relu(self.fc1(x))))  # (n, 24) -> (n, hidden)
-        for gc in self.gc[:-1]: x = F.relu(gc(x, self.adj))  # (n, 9, hidden)
-        last = self.gc[-1]  # HELP reads only the global node, so only its row of the last layer is needed
-        return F.relu((self.adj[-1] @ x) @ last.weight + last.bias)  # (n, hidden)
-
-    def forward(self, x: torch.Tensor, hw: torch.Tensor) -> torch.Tensor:
-        a = self.arch_branch(x)  # (n, hidden)
-        h = F.relu(self.fc_hw2(F.relu(self.fc_hw1(hw))))  # (hidden,) the device, from its embedding
-        out = torch.cat([a, h.expand(len(a), -1)], -1)  # (n, 2 hidden)
-        out = F.relu(self.fc4(F.relu(self.fc3(out))))
-        return self.fc5(out).squeeze(-1)  # (n,) normalised latency
-
-# %% ../nbs/85_help.ipynb #f2aad0b1
-class ZModulator(nn.Module):
-    "HELP's inference network: from the embedding, a Gaussian over scalings z of the last three layers."
-    def __init__(self, hidden: int = 100, hw_dim: int = len(HELP_REFERENCE)):
-        super().__init__()
-        self.hidden, self.n = hidden, 3 * (2 * hidden + 1)  # per layer: one scale per input unit, one shift
-        self.encoder = nn.Sequential(nn.Linear(hw_dim, 10, dtype=DTYPE), nn.ReLU(),
-                                     nn.Linear(10, 2 * self.n, dtype=DTYPE))
-    def forward(self, hw: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.encoder(hw)  # (2n,)
-        mu, sd = s[:self.n], F.softplus(s[self.n:])  # q(z | e_d) = N(mu, sd^2)
-        z = mu + sd * eps  # reparameterised sample, eps ~ N(0, 1)
-        kl = (0.5 * (mu ** 2 + sd ** 2 - 1) - torch.log(sd)).sum()  # KL(q || N(0, 1))
-        return z, kl
-
-def modulate(params: dict, z: torch.Tensor, hidden: int, scale: float) -> dict:
-    "fc3, fc4, fc5 weights scaled by 1 + scale * z (per input unit) and biases shifted by scale * z."
-    out, w, b = dict(params), z[:6 * hidden], z[6 * hidden:]
-    for i, layer in enumerate(("fc3", "fc4", "fc5")):
-        out[f"{layer}.weight"] = params[f"{layer}.weight"] * (1 + scale * w[2 * hidden * i:2 * hidden * (i + 1)])
-        out[f"{layer}.bias"] = params[f"{layer}.bias"] + scale * b[i]
-    return out
-
-# %% ../nbs/85_help.ipynb #20d53520
-@dataclass(frozen=True)
-class HelpConfig:
-    "Meta-training and adaptation settings; the defaults are HELP's (its `parser.py`)."
-    encoder: str = "gcn" # architecture branch: "gcn" (HELP) or "mlp"
-    hidden: int = 100 # layer width
-    episodes: int = 2000 # meta-training episodes
-    tasks: int = 8 # devices per episode (meta-batch)
-    support: int = 10 # support samples per device and episode
-    query: int = 200 # query samples per device and episode
-    inner_steps: int = 2 # Meta-SGD inner steps, in meta-training and at adaptation
-    inner_lr: float = 1e-3 # initial value of every learned per-parameter inner rate
-    meta_lr: float = 1e-4 # Adam rate of the outer loop
-    second_order: bool = True # differentiate through the inner gradients
-    z_on: bool = True # HELP's z modulator (inference network)
-    z_scale: float = 0.01 # modulation strength
-    kl_scale: float = 0.1 # weight of the modulator's KL term
-    mc: int = 10 # z samples averaged at validation and adaptation
-    trim: float = 0.1 # fastest and slowest share of each device's pool dropped (remove_outlier)
-    portion: float = 0.9 # normalised latencies span [0.05, 0.95]
-    eval_every: int = 50 # episodes between meta-validations (checkpoint selection)
-
-    def __post_init__(self):
-        if self.encoder not in ENCODERS: raise HelpError(f"unknown encoder {self.encoder!r}: use one of {ENCODERS}.")
-        for name in ("hidden", "episodes", "tasks", "support", "query", "mc", "eval_every"):
-            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 1:
-                raise HelpError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
-        if not 0 <= self.trim < 0.5 or not 0 < self.portion <= 1:
-            raise HelpError(f"need 0 <= trim < 0.5 and 0 < portion <= 1; got trim={self.trim}, portion={self.portion}.")
-
-# %% ../nbs/85_help.ipynb #9263e833
-def _lr_key(name: str) -> str: return name.replace(".", "__")  # ParameterDict keys cannot hold dots
-
-class HelpModel(nn.Module):
-    "The meta-learned parts: the predictor's initial weights, a Meta-SGD rate per weight, and the z modulator."
-    def __init__(self, config: HelpConfig = HelpConfig()):
-        super().__init__()
-        self.config = config
-        self.net = HelpNet(config.encoder, config.hidden)
-        self.zmod = ZModulator(config.hidden) if config.z_on else None
-        self.lrs = nn.ParameterDict({_lr_key(n): nn.Parameter(torch.full_like(p, config.inner_lr))
-                                     for n, p in self.net.named_parameters()})
-        self.info: dict = {}  # how it was meta-trained: devices, seed, seconds, history
+__all__ = ['HELP_VALID', 'HELP_CODE_VERSION', 'HELP_FORMAT', 'DENORMS', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData',
+           'device_data', 'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'episode_loss', 'Checkpoint',
+           'meta_train', 'cache_key', 'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles',
+           'minmax_affine', 'affine_fit', 'HelpPredictor', 'HelpParams', 'Help', 'help_method']
 
 # %% ../nbs/85_help.ipynb #09a7e454
 def _sub(params: dict, prefix: str) -> dict:
@@ -275,7 +79,7 @@ def device_data(table: data.LatencyTable, device: str, config: HelpConfig = Help
     pool = np.asarray(data.POOL)
     if missing := np.setdiff1d(np.union1d(pool, HELP_REFERENCE), lat.index).tolist():
         raise HelpError(f"training device {device!r} lacks {len(missing)} pool/reference cells (e.g. {missing[:3]}); "
-                        "meta-training needs its pool cells and HELP's 10 reference cells (Task.train holds all).")
+                        "meta-training needs its pool cells and HELP's 10 reference cells.")
     y = lat.loc[pool]
     keep = trim_outliers(y, config.trim)
     lo, hi = y.loc[keep].min(), y.loc[keep].max()
@@ -387,7 +191,12 @@ def meta_train(table: data.LatencyTable, # latencies of (at least) the training 
                       history=pd.DataFrame(ckpt.rows).to_dict("list"))
     return model
 
+# %% ../nbs/85_help.ipynb #d5b23e5a
+HELP_VALID = ("titanx_1", "titanx_32", "titanx_256", "gold_6240")  # HELP's meta-validation devices
+
 # %% ../nbs/85_help.ipynb #09a36009
+HELP_CODE_VERSION = 2  # part of the cache key: bump it when meta-training changes (2: float64)
+
 def cache_key(table: data.LatencyTable, train_devices: Iterable[str], valid_devices: Iterable[str],
               config: HelpConfig, seed: int) -> str:
     "sha256 of everything meta-training reads: settings, seed, device roles and their pool + reference latencies."
@@ -438,15 +247,17 @@ def pretrained(table: data.LatencyTable, train_devices: Iterable[str], valid_dev
     return model
 
 # %% ../nbs/85_help.ipynb #acc9fbb1
-def adaptation_samples(task: Task) -> pd.Series:
-    "The task's samples HELP adapts on: zero-output cells dropped; at least two, not all equal."
-    s = task.samples.dropna()
+def adaptation_samples(samples: pd.Series,  # the target's k samples (ms) by arch_index, the reference cells apart
+                       target: str = "the target",  # named in the error messages
+                      ) -> pd.Series:
+    "The samples HELP adapts on, by arch_index: zero-output cells dropped; at least two, not all equal."
+    s = samples.dropna().sort_index(kind="stable")
     s = s[~nb201.cost_table().zero_output.loc[s.index].to_numpy()]  # decided by the cell's structure alone
     if len(s) < 2:
-        raise HelpError(f"{task.target}: HELP needs at least 2 adaptation samples of cells whose output is not "
-                        f"identically zero; got {len(s)} of k = {task.k}. Draw more samples (k >= 2).")
+        raise HelpError(f"{target}: HELP needs at least 2 adaptation samples of cells whose output is not "
+                        f"identically zero; got {len(s)} of k = {len(samples)}. Draw more samples (k >= 2).")
     if np.ptp(s.to_numpy()) <= 0:
-        raise HelpError(f"{task.target}: all {len(s)} samples have the same latency ({s.iloc[0]} ms), so their "
+        raise HelpError(f"{target}: all {len(s)} samples have the same latency ({s.iloc[0]} ms), so their "
                         "min-max scaling (and its inverse) is undefined; add samples of cells that differ.")
     return s
 
@@ -476,58 +287,90 @@ def affine_fit(z: np.ndarray, # normalised predictions of the measured cells
 
 # %% ../nbs/85_help.ipynb #2f3b36a1
 class HelpPredictor:
-    "What a fitted `Help` predicts with: the meta-trained `model`, the adapted weight sets and the map to ms."
-    def _adapt(self, archs, z, seed: int, steps: int | None = None) -> None:
+    "What a fitted `Help` predicts with: the meta-trained `model_`, the adapted weight sets and the map to ms."
+    def _adapt(self, archs, z, steps: int | None = None) -> None:
         "Adapt the meta-trained model on normalised latencies `z` of `archs`, one weight set per z draw."
         x = None if archs is None else arch_inputs(archs, self.config.encoder)
         y = None if z is None else torch.tensor(z, dtype=DTYPE)
-        self.adapted = adapt_mc(self.model, x, y, self.hw, torch.Generator().manual_seed(seed), steps=steps)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.adapted_ = adapt_mc(self.model_, x, y, self.hw_, gen, steps=steps)
+
+    def _fitted(self, attr: str) -> None:
+        "Refuse to predict before `fit`."
+        if not hasattr(self, attr):
+            raise HelpError("this Help is not fitted: call fit(measured, train=..., devices=..., target=...) first.")
 
     def predict_normalised(self, archs) -> np.ndarray:
         "Normalised predictions for `archs`, before de-normalisation."
-        if not hasattr(self, "adapted"): raise HelpError("call fit(task) before predict.")
+        self._fitted("adapted_")
         x = arch_inputs(nb201.arch_indices(archs), self.config.encoder)
-        return predict_mc(self.model, self.adapted, x, self.hw)
+        return predict_mc(self.model_, self.adapted_, x, self.hw_)
 
-    def predict(self, archs) -> np.ndarray:
-        "Predicted latency (ms) of `archs` (strings and/or NB201 indices) on the fitted target."
-        if not hasattr(self, "scale"): raise HelpError("call fit(task) before predict.")
-        a, b = self.scale
-        return a * self.predict_normalised(archs) + b
+    def predict(self, archs) -> pd.Series:
+        "Predicted latency (ms) of `archs` (strings and/or NB201 indices) on the fitted target, by arch_index."
+        self._fitted("scale_")
+        a, b = self.scale_
+        idx = nb201.arch_indices(archs)
+        return pd.Series(a * self.predict_normalised(idx) + b, index=pd.Index(idx, name="arch_index"),
+                         name="latency_ms")
 
 # %% ../nbs/85_help.ipynb #eced3869
-class Help(HelpPredictor):
-    "HELP as an evaluation method: meta-train on the task's training devices (cached), adapt on its k samples."
-    name = "help"
-    probe_archs = HELP_REFERENCE  # measured on the target: the hardware embedding (budget k + 10)
-
+class HelpParams:
+    "The settings of a `Help`: HELP's configuration, how it meta-trains and de-normalises, and its seed."
     def __init__(self, episodes: int = 2000, # meta-training episodes (HELP: 2000)
                  encoder: str = "gcn", # "gcn" (HELP) or "mlp"
-                 meta_seed: int | None = None, # None: each seed meta-trains its own model; an int: one shared model
+                 meta_seed: int | None = None, # None: meta-train with `seed`; an int: one model shared by every seed
                  valid_devices: Iterable[str] = HELP_VALID, # training devices kept for checkpoint selection
                  denorm: str = "calibrate", # how normalised latency maps to ms (see DENORMS)
                  cache: bool | str | Path = True, # see `pretrained`
+                 seed: int = 0, # seed of the adaptation's z draws (and of meta-training when meta_seed is None)
                  **config): # other `HelpConfig` fields
-        if denorm not in DENORMS: raise HelpError(f"denorm must be one of {DENORMS}, got {denorm!r}.")
+        if denorm not in DENORMS:
+            raise HelpError(f"denorm must be one of {DENORMS}, got {denorm!r}.")
         self.config = HelpConfig(episodes=episodes, encoder=encoder, **config)
-        self.meta_seed, self.valid_devices, self.denorm, self.cache = meta_seed, tuple(valid_devices), denorm, cache
+        self.meta_seed, self.valid_devices, self.denorm = meta_seed, tuple(valid_devices), denorm
+        self.cache, self.seed = cache, seed
 
-    def fit(self, task: Task, seed: int = 0) -> "Help":
+    def get_params(self) -> dict:
+        "The settings, by name: `type(h)(**h.get_params())` is an unfitted copy of `h`."
+        return dict(asdict(self.config), meta_seed=self.meta_seed, valid_devices=self.valid_devices,
+                    denorm=self.denorm, cache=self.cache, seed=self.seed)
+
+    def set_params(self, **params) -> "HelpParams":
+        "Change settings by name (refit to use them); an unknown name is a HelpError."
+        if unknown := sorted(set(params) - set(self.get_params())):
+            raise HelpError(f"unknown settings {unknown}: {type(self).__name__} has {sorted(self.get_params())}.")
+        self.__init__(**{**self.get_params(), **params})
+        return self
+
+# %% ../nbs/85_help.ipynb #d5f300c7
+class Help(HelpParams, HelpPredictor):
+    "HELP as a predictor: meta-train on the training devices (cached), embed the target, adapt on its k samples."
+    name = "help"
+    probe_archs = HELP_REFERENCE  # measured on the target: the hardware embedding (budget k + 10)
+
+    def fit(self, measured: pd.Series,  # the target's k samples and its 10 reference cells, arch_index -> ms
+            *, train: data.LatencyTable,  # training devices' latencies (their pool and reference cells)
+            devices: data.DeviceTable | None = None,  # unused: HELP reads no specs; taken so every predictor fits alike
+            target: str = "the target",  # the target's name, for messages
+           ) -> "Help":
         "Meta-train (or load), embed the target, set the map to ms, adapt on its samples."
-        self.hw = torch.from_numpy(hardware_embedding(task.probes, device=task.target))
-        support = adaptation_samples(task)
-        meta_seed = seed if self.meta_seed is None else self.meta_seed
-        self.model = pretrained(task.train, *split_roles(task.train.devices, self.valid_devices), self.config,
-                                meta_seed, self.cache)
-        measured = pd.concat([support, task.probes])  # every cell measured on the target
-        self.scale = minmax_affine(support, self.config.portion)
+        samples, refs = split_measured(measured, self.probe_archs, "HELP", HelpError, require=False)
+        self.hw_ = torch.from_numpy(hardware_embedding(refs, device=target))
+        support = adaptation_samples(samples, target)
+        meta_seed = self.seed if self.meta_seed is None else self.meta_seed
+        roles = split_roles(train.devices, self.valid_devices)  # (training, validation) devices
+        self.model_ = pretrained(train, *roles, self.config, meta_seed, self.cache)
+        cells = pd.concat([support, refs])  # every cell measured on the target
+        self.scale_ = minmax_affine(support, self.config.portion)
         if self.denorm == "calibrate":  # (a, b) from the unadapted model (steps=0) on the measured cells
-            self._adapt(None, None, seed, steps=0)
-            self.scale = affine_fit(self.predict_normalised(measured.index), measured.to_numpy()) or self.scale
-        a, b = self.scale
-        self._adapt(support.index, (support.to_numpy() - b) / a, seed)  # the samples on the model's scale
+            self._adapt(None, None, steps=0)
+            self.scale_ = affine_fit(self.predict_normalised(cells.index), cells.to_numpy()) or self.scale_
+        a, b = self.scale_
+        self._adapt(support.index, (support.to_numpy() - b) / a)  # the samples on the model's scale
         if self.denorm == "fit":
-            self.scale = affine_fit(self.predict_normalised(measured.index), measured.to_numpy()) or self.scale
+            self.scale_ = affine_fit(self.predict_normalised(cells.index), cells.to_numpy()) or self.scale_
+        self.target_ = target
         return self
 
 # %% ../nbs/85_help.ipynb #378c1ad9

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from . import data
-from .evaluation import (HELP_TARGETS, Task, draw_samples, get_protocol, make_task, metrics, score_cells,
+from .evaluation import (HELP_TARGETS, draw_samples, get_protocol, make_task, metrics, score_cells,
                                score_task)
 from .help import (DENORMS, HELP_REFERENCE, HELP_VALID, Help, HelpModel, adapt_mc, arch_inputs,
                          hardware_embedding, minmax_scale, minmax_unscale, predict_mc, pretrained, split_roles,
@@ -40,11 +40,12 @@ def validation_scores(protocol: str = "P-HELP", # its training devices provide t
         lat = table[dev]
         for draw in draws:
             s = draw_samples(k, 1000 + draw)  # apart from the evaluation's draws
-            task = Task(train, devices, dev, lat.loc[s], lat.loc[list(HELP_REFERENCE)])
+            measured = pd.concat([lat.loc[s], lat.loc[list(HELP_REFERENCE)]])  # k samples, then the references
             rest = np.setdiff1d(np.asarray(data.POOL), np.union1d(s, HELP_REFERENCE))
             for denorm in denorms:
-                m = Help(denorm=denorm, meta_seed=meta_seed, **help_kwargs).fit(task, seed=draw)
-                scores = metrics(m.predict(rest), lat.loc[rest].to_numpy())
+                m = Help(denorm=denorm, meta_seed=meta_seed, seed=draw, **help_kwargs)
+                m = m.fit(measured, train=train, devices=devices, target=dev)
+                scores = metrics(m.predict(rest).to_numpy(), lat.loc[rest].to_numpy())
                 rows.append(dict(device=dev, draw=draw, denorm=denorm, **scores))
     return pd.DataFrame(rows)
 
@@ -103,7 +104,7 @@ def evaluate_help(seeds: Iterable[int] = range(10), # seeds of the draws (and, w
             method = Help(**help_kwargs)
             task = make_task(table, devices, proto, target, k, seed, method.probe_archs)
             row = score_task(method, task, table[target], protocol=proto.name, seed=seed)
-            info = method.model.info
+            info = method.model_.info
             rows.append({**row, "meta_train_s": info["seconds"], "best_episode": info["best_episode"]})
             if log:
                 log(f"seed {seed} {target}: help-view Spearman {row['help_spearman']:.3f}, acc10 {row['acc10']:.3f}")

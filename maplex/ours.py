@@ -5,20 +5,25 @@
 # %% ../nbs/75_maplex.ipynb #c1627f58
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import nb201
+from .checks import latency_series
 from .core import MaplexError
 from .data import POOL, LatencyTable
 from .descriptors import PROBES
 from .lut import ProbeTable
+from .modelio import ConfigError, read_model, write_model
 
 # %% auto #0
-__all__ = ['CLIP', 'FLOOR', 'FLOORS', 'RIDGE', 'CANDIDATES', 'MaplexPredictorError', 'ClosestFit', 'fit_closest',
-           'closest_log_ms', 'pool_drift', 'loo_errors', 'trust_weights', 'inner_study', 'MaplexPredictor']
+__all__ = ['CLIP', 'FLOOR', 'FLOORS', 'RIDGE', 'CANDIDATES', 'PREDICTOR_FORMAT', 'PREDICTOR_VERSION', 'PREDICTOR_KEYS',
+           'MaplexPredictorError', 'ClosestFit', 'fit_closest', 'closest_log_ms', 'pool_drift', 'loo_errors',
+           'trust_weights', 'inner_study', 'MaplexPredictor', 'save_predictor', 'load_predictor']
 
 # %% ../nbs/75_maplex.ipynb #e9041841
 class MaplexPredictorError(MaplexError):
@@ -33,18 +38,9 @@ CANDIDATES = ("table", "closest")
 
 # %% ../nbs/75_maplex.ipynb #a02e4377
 def _measurements(measured) -> pd.Series:
-    "The target's measurements as a clean Series arch_index -> ms (unique NB201 indices, finite, > 0)."
-    if not isinstance(measured, pd.Series):
-        raise MaplexPredictorError(f"measured must be a pd.Series arch_index -> ms, got {type(measured).__name__}.")
-    idx = nb201.arch_indices(list(measured.index))  # an ArchError names anything outside the search space
-    ms = pd.to_numeric(measured, errors="coerce").to_numpy(float)
-    if (bad := ~(np.isfinite(ms) & (ms > 0))).any():
-        value = measured.iloc[[np.argmax(bad)]].tolist()[0]  # a plain float or str: -2.5, not np.float64(-2.5)
-        raise MaplexPredictorError(f"the latency of arch {idx[bad][0]} is {value!r}: every "
-                                   "measurement must be a positive number of ms (re-measure it or leave it out).")
-    if pd.Index(idx).duplicated().any():
-        raise MaplexPredictorError(f"arch {idx[pd.Index(idx).duplicated()][0]} is measured twice; keep one value.")
-    return pd.Series(ms, index=pd.Index(idx, name="arch_index"), name="latency_ms")
+    "The target's measurements, checked by appendix A7's `latency_series`, each cell once (arch_index -> ms)."
+    s = latency_series(measured, "measured", MaplexPredictorError)
+    return s[~s.index.duplicated()]  # a sample drawn on a probe cell is listed twice, with one value
 
 # %% ../nbs/75_maplex.ipynb #18ea547c
 @dataclass(frozen=True)
@@ -239,7 +235,48 @@ class MaplexPredictor:
         ln = _blend(self.weights_, ln_t, ln_c)
         return pd.Series(np.exp(ln), index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
+    def save(self, path) -> Path: return save_predictor(self, path)  # see `save_predictor`
+
+    @classmethod
+    def load(cls, path) -> "MaplexPredictor": return load_predictor(path)  # see `load_predictor`
+
     def __repr__(self) -> str:
         fitted = (f"; fitted on {self.target_ or 'a target'}: table {self.weights_['table']:.2f}, closest "
                   f"{self.closest_.device} {self.weights_['closest']:.2f}") if hasattr(self, "weights_") else ""
         return f"MaplexPredictor(floor={self.floor:g}{fitted})"
+
+# %% ../nbs/75_maplex.ipynb #1fdb021c
+PREDICTOR_FORMAT = "maplex.MaplexPredictor"  # the `format` of a saved MaplexPredictor
+PREDICTOR_VERSION = 1  # of a saved MaplexPredictor
+PREDICTOR_KEYS = {"format", "version", "settings", "target", "k", "table", "closest", "weights", "drift"}
+
+def save_predictor(model: MaplexPredictor,  # a fitted (or loaded) MaplexPredictor
+                   path,  # folder to write config.json and weights.pt into
+                  ) -> Path:
+    "Save a fitted MaplexPredictor: its numbers as JSON, the closest device's latencies as tensors."
+    if not hasattr(model, "weights_"):
+        raise MaplexPredictorError("nothing to save: fit (or load) the MaplexPredictor first.")
+    config = dict(format=PREDICTOR_FORMAT, version=PREDICTOR_VERSION, settings=model.get_params(),
+                  target=model.target_, k=model.k_, table=model.table_.to_dict(), closest=asdict(model.closest_),
+                  weights=model.weights_.to_dict(), drift=model.drift_)
+    col = model.closest_ms_
+    state = {"arch_index": torch.tensor(col.index.to_numpy(np.int64)),  # copies: the table's arrays stay untouched
+             "ms": torch.tensor(col.to_numpy(np.float64))}
+    return write_model(path, config, state)
+
+# %% ../nbs/75_maplex.ipynb #e21cf1c8
+def load_predictor(path  # folder written by `save_predictor`
+                  ) -> MaplexPredictor:
+    "Rebuild a saved MaplexPredictor for prediction; refuses other formats and versions."
+    config, state = read_model(path, PREDICTOR_FORMAT, PREDICTOR_KEYS, PREDICTOR_VERSION)
+    try:
+        m = MaplexPredictor(**config["settings"])
+        m.table_, m.closest_ = ProbeTable.from_dict(config["table"]), ClosestFit(**config["closest"])
+        m.weights_ = pd.Series(config["weights"], name="weight").loc[list(CANDIDATES)]
+        index = pd.Index(state["arch_index"].numpy(), name="arch_index")
+        m.closest_ms_ = pd.Series(state["ms"].numpy(), index=index, name=m.closest_.device)
+        m.drift_, m.target_, m.k_ = float(config["drift"]), config["target"], int(config["k"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{path}/config.json holds a value of the wrong kind ({str(e).splitlines()[0]}): it was "
+                          "edited or cut short. Save the model again.") from None
+    return m

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .core import atomic_write
@@ -81,6 +82,15 @@ def _measured(out: Path, devices: Sequence[str]) -> dict[str, set[int]]:
         part = _read_rows(out / PARTIAL_DIR / f'{d}.csv')
         if len(part): done[d] |= set(part['arch_index'].astype(int))
     return done
+
+# %% ../nbs/a11_profile_files.ipynb #a63c0051
+def _todo(done: dict[str, set[int]],  # arch indices already measured per device (`_measured`)
+          devices: Sequence[str], archs: np.ndarray,  # this run's devices and architectures
+          seed: int  # seed of the order
+         ) -> list[int]:
+    "The architectures some device still lacks, in a seeded random order (pool and test cells interleaved in time)."
+    todo = [int(a) for a in archs if any(int(a) not in done[d] for d in devices)]
+    return [todo[i] for i in np.random.default_rng(seed).permutation(len(todo))]
 
 # %% ../nbs/a11_profile_files.ipynb #cc1d2c3f
 def _merge(out: Path, name: str, devices: Sequence[str], keys: Sequence[str]) -> tuple[pd.DataFrame, list[Path]]:

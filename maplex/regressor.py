@@ -14,97 +14,21 @@ import pandas as pd
 import torch
 
 from . import nb201
+from .checks import split_measured
 from .data import DeviceTable, LatencyTable
-from .descriptors import PROBES, Descriptor, encode, get_descriptor, join_features, probe_latencies
+from .descriptors import PROBES, Descriptor, descriptor_kind, encode, get_descriptor, join_features, probe_latencies
 from .lut import LayerwiseLUT, virtual_labels
+from .mlp import ROW_BLOCK, RegressorFiles, _tensors, mlp, train_full_batch  # noqa: F401
 from .modelio import (FORMAT_VERSION, ConfigError, NotFittedError, RegressorError, TaskError,  # noqa: F401
                             _as_matrix, _as_targets, _check_task, read_model, write_model)
 from .neighbourhoods import neighbourhoods
-from .numerics import DTYPE, torch_threads
+from .numerics import torch_threads
 from .weighting import spec_weights
 
 # %% auto #0
-__all__ = ['ROW_BLOCK', 'TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS', 'MAPLE_CHOICES', 'mlp',
-           'train_full_batch', 'RegressorFiles', 'LatencyRegressor', 'task_level', 'virtual_examples',
-           'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleXParams', 'MapleX', 'save_maplex', 'load_maplex',
-           'variant', 'maple_inner_study']
-
-# %% ../nbs/70_regressor.ipynb #b4a66842
-def mlp(in_dim: int,  # input features
-        hidden: tuple[int, ...],  # width of each hidden layer
-        generator: torch.Generator | None = None,  # seeds the initial weights; None uses torch's global RNG
-       ) -> torch.nn.Sequential:
-    "A ReLU MLP with one output, initialised like `torch.nn.Linear` but from `generator`."
-    dims, layers = [in_dim, *hidden, 1], []
-    for fan_in, fan_out in zip(dims[:-1], dims[1:]):
-        lin = torch.nn.Linear(fan_in, fan_out, device="meta", dtype=DTYPE).to_empty(device="cpu")  # no global RNG draw
-        bound = fan_in ** -0.5  # torch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases
-        with torch.no_grad():
-            lin.weight.uniform_(-bound, bound, generator=generator)
-            lin.bias.uniform_(-bound, bound, generator=generator)
-        layers += [lin, torch.nn.ReLU()]
-    return torch.nn.Sequential(*layers[:-1])  # no ReLU after the output layer
-
-# %% ../nbs/70_regressor.ipynb #7407c479
-ROW_BLOCK = 2048  # rows per block of the full-batch gradient: activations stay in the CPU cache
-
-def _forward(layers: list[torch.nn.Linear], X: torch.Tensor) -> list[torch.Tensor]:
-    "The input and every hidden activation of a ReLU MLP, then its output: [X, h_1, ..., h_L, out]."
-    acts = [X]
-    for i, lin in enumerate(layers):
-        a = torch.addmm(lin.bias, acts[-1], lin.weight.T)  # (n, out) = h W^T + b
-        acts.append(a if i == len(layers) - 1 else a.clamp_(min=0))  # ReLU on hidden layers only
-    return acts
-
-def _backward(layers: list[torch.nn.Linear], acts: list[torch.Tensor], delta: torch.Tensor) -> list[torch.Tensor]:
-    "Gradients [dW_1, db_1, ..., dW_L, db_L] of a loss whose gradient w.r.t. the output is `delta` (n, 1)."
-    grads = []
-    for i in range(len(layers) - 1, -1, -1):
-        grads[:0] = [delta.T @ acts[i], delta.sum(0)]  # dL/dW_i = delta^T h_{i-1}, dL/db_i = sum delta
-        if i: delta = (delta @ layers[i].weight).mul_(acts[i] > 0)  # back through W_i and the ReLU of h_{i-1}
-    return grads
-
-# %% ../nbs/70_regressor.ipynb #39036747
-def _full_batch_gradient(layers: list[torch.nn.Linear],  # the MLP's linear layers
-                         params: list[torch.Tensor],  # their weights and biases, in that order
-                         X: torch.Tensor,  # inputs, (n, f)
-                         z: torch.Tensor,  # targets, (n,)
-                         w: torch.Tensor,  # weights, (n,)
-                         blocks: list[slice],  # row blocks that cover the n rows
-                        ) -> tuple[float, list[torch.Tensor]]:
-    "The weighted loss L and its gradient for every parameter, summed over the row blocks of the full batch."
-    loss, grads = 0.0, [torch.zeros_like(p) for p in params]
-    for b in blocks:  # the full batch, a block of rows at a time (the sum is the same)
-        acts = _forward(layers, X[b])
-        r = acts[-1].squeeze(1) - z[b]  # residuals of the block
-        loss += float(w[b] @ (r * r))  # L = sum_i w_i (f(x_i) - z_i)^2
-        for g, gb in zip(grads, _backward(layers, acts, (2 * w[b] * r)[:, None])): g += gb  # dL/df = 2 w r
-    return loss, grads
-
-# %% ../nbs/70_regressor.ipynb #9ec2b5b3
-def train_full_batch(net: torch.nn.Sequential,  # a ReLU MLP built by `mlp`, trained in place
-                     X: torch.Tensor,  # inputs, (n, f) float64
-                     z: torch.Tensor,  # regression targets, (n,) float64
-                     w: torch.Tensor,  # per-sample weights, (n,) >= 0, summing to 1
-                     steps: int = 400,  # Adam steps, each on the whole training set
-                     lr: float = 3e-3,  # peak learning rate; cosine-annealed to 0 over `steps`
-                     weight_decay: float = 0.0,  # Adam's L2 penalty
-                    ) -> list[float]:
-    "Minimise the weighted squared error by full-batch Adam; returns the loss before each step."
-    layers = [m for m in net if isinstance(m, torch.nn.Linear)]
-    params = [p for lin in layers for p in (lin.weight, lin.bias)]
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    blocks = [slice(i, i + ROW_BLOCK) for i in range(0, len(X), ROW_BLOCK)]
-    losses = []
-    with torch.no_grad():  # the gradient is written out: two GEMMs per layer, no autograd graph
-        for _ in range(steps):
-            loss, grads = _full_batch_gradient(layers, params, X, z, w, blocks)
-            for p, g in zip(params, grads): p.grad = g
-            opt.step()
-            sched.step()
-            losses.append(loss)
-    return losses
+__all__ = ['TRANSFORMS', 'MAPLEX_FORMAT', 'MAPLEX_VERSION', 'MAPLEX_KEYS', 'VARIANTS', 'MAPLE_CHOICES', 'LatencyRegressor',
+           'task_level', 'virtual_examples', 'fit_calibration', 'device_rows', 'MapleXSettings', 'MapleXParams',
+           'MapleX', 'save_maplex', 'load_maplex', 'variant', 'maple_inner_study']
 
 # %% ../nbs/70_regressor.ipynb #e86348bf
 TRANSFORMS = ("log", "ms")  # what the network regresses: log-latency or latency itself
@@ -127,14 +51,6 @@ def _fit_inputs(X, y, w, transform: str) -> tuple[np.ndarray, np.ndarray, np.nda
     if (w < 0).any() or w.sum() <= 0: raise RegressorError("w must be >= 0 with a positive sum.")
     return X, (np.log(y) if transform == "log" else y), w  # z: the scale the loss is measured on
 
-def _tensors(X: np.ndarray, z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[torch.Tensor, ...]]:
-    "Feature and target scaling (mean, std), and the standardised X, z and w / sum(w) as float64 tensors."
-    x_sd = X.std(0)
-    x_scale = np.stack([X.mean(0), np.where(x_sd > 1e-6, x_sd, 1.0)])  # (2, f): mean, std
-    z_scale = np.array([np.average(z, weights=w), z.std() or 1.0])  # (2,): weighted mean, std of the target
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
-    return x_scale, z_scale, (t((X - x_scale[0]) / x_scale[1]), t((z - z_scale[0]) / z_scale[1]), t(w / w.sum()))
-
 def _predict_inputs(model: RegressorFiles, X) -> np.ndarray:
     "X as a float matrix of the width `model` was fitted on; NotFittedError before `fit`."
     if model.net is None:
@@ -144,57 +60,6 @@ def _predict_inputs(model: RegressorFiles, X) -> np.ndarray:
         raise RegressorError(f"X has {X.shape[1]} features but the model was fitted on {model.n_features}; "
                              "build the features the same way (encoding ⊕ descriptor) as for fit.")
     return X
-
-# %% ../nbs/70_regressor.ipynb #b7328975
-def _restore(model, n_features, state: dict[str, torch.Tensor]):
-    "`model` with the scaling and network weights of `state` loaded; ConfigError when they do not fit its settings."
-    state = dict(state)
-    try:
-        model._x, model._z = state.pop("_x").numpy(), state.pop("_z").numpy()
-        model.net = mlp(int(n_features), model.hidden)
-        model.net.load_state_dict(state)
-    except (KeyError, RuntimeError) as e:
-        raise ConfigError(f"the saved weights do not match the config: {str(e).splitlines()[0]}") from None
-    model.net.eval()
-    model.n_features = int(n_features)
-    return model
-
-# %% ../nbs/70_regressor.ipynb #6f7e032c
-class RegressorFiles:
-    "What `LatencyRegressor` saves: its settings as JSON and its weights as tensors, in appendix A8's folder."
-    FORMAT = "maplex.LatencyRegressor"  # what `save` writes into config.json
-    SETTINGS = ("hidden", "steps", "lr", "weight_decay", "transform", "num_threads")  # the constructor's arguments
-
-    def get_config(self) -> dict:
-        "Settings and feature count as plain JSON types."
-        if self.net is None: raise NotFittedError("nothing to save: fit (or load) the regressor first.")
-        return dict(hidden=list(self.hidden), steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
-                    transform=self.transform, num_threads=self.num_threads, n_features=self.n_features)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        "The network's weights plus the input and target scaling, tensors only."
-        if self.net is None: raise NotFittedError("nothing to save: fit (or load) the regressor first.")
-        return {**self.net.state_dict(), "_x": torch.as_tensor(self._x), "_z": torch.as_tensor(self._z)}
-
-    @classmethod
-    def from_parts(cls, config: dict, state: dict[str, torch.Tensor]):
-        "Rebuild a fitted regressor from `get_config()` and `state_dict()`."
-        if sorted(config) != sorted(expected := [*cls.SETTINGS, "n_features"]):
-            raise ConfigError(f"regressor config keys {sorted(config)} differ from {sorted(expected)}.")
-        return _restore(cls(**{k: config[k] for k in cls.SETTINGS}), config["n_features"], state)
-
-    def save(self, path  # folder to write config.json and weights.pt into
-            ) -> Path:
-        "Save the fitted model: plain JSON settings plus a dict of tensors."
-        config = dict(format=self.FORMAT, version=FORMAT_VERSION, **self.get_config())
-        return write_model(path, config, self.state_dict())
-
-    @classmethod
-    def load(cls, path  # folder written by `save`
-            ):
-        "Rebuild a saved regressor; refuses other formats and versions, unknown keys and mismatched weights."
-        config, state = read_model(path, cls.FORMAT, {"format", "version", *cls.SETTINGS, "n_features"})
-        return cls.from_parts({k: v for k, v in config.items() if k not in ("format", "version")}, state)
 
 # %% ../nbs/70_regressor.ipynb #ca35d82a
 class LatencyRegressor(RegressorFiles):
@@ -299,7 +164,7 @@ def device_rows(train: LatencyTable,  # training devices' latencies (ms)
 @dataclass
 class MapleXSettings:
     "The switches and hyper-parameters of `MapleX`; the defaults are the MAPLE-X recipe."
-    descriptor: str = "probe"  # hardware descriptor kind: 'probe', 'spec', 'probe+spec' or 'none'
+    descriptor: str | Descriptor = "probe"  # 'probe', 'spec', 'probe+spec', 'none', or a Descriptor object
     virtual: bool = True  # add virtual examples from latency neighbourhoods (MAPLE-X §2.2)
     spec_weighting: bool = True  # weight training devices by spec similarity (MAPLE-X §2.1)
     calibrate: bool = True  # refit slope and offset on the target's cells after training (ours)
@@ -318,7 +183,7 @@ class MapleXSettings:
     num_threads: int | None = None  # torch threads during fit/predict; None = leave torch's setting
 
     def __post_init__(self):
-        get_descriptor(self.descriptor)  # an unknown kind fails here, not at fit time
+        descriptor_kind(self.descriptor)  # an unknown kind fails here, not at fit time
         if self.transform not in TRANSFORMS:
             raise RegressorError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}.")
         if self.max_rows < 1:
@@ -379,17 +244,8 @@ def _calibration(m: MapleX, Xt: np.ndarray, cells: pd.Series, cw: np.ndarray) ->
 def _split_measured(measured: pd.Series,  # the target's measurements, arch_index -> ms
                     probe_archs: tuple[int, ...],  # the model's probe cells
                    ) -> tuple[pd.Series, pd.Series | None]:
-    "(samples, probes): the first entry of each probe cell is a probe; every other entry is a sample."
-    if not isinstance(measured, pd.Series):
-        raise TaskError(f"measured must be a pd.Series arch_index -> ms, got {type(measured).__name__}.")
-    probe = measured.index.isin(list(probe_archs)) & ~measured.index.duplicated()  # (n,) bool
-    if missing := sorted(set(probe_archs) - set(measured.index[probe])):
-        raise TaskError(f"this MapleX needs the target's latency of the probe cells {list(probe_archs)} (missing "
-                        f"{missing}); measure them and add them to `measured`.")
-    twice = measured[measured.index.duplicated(keep=False)]
-    if (twice.groupby(level=0).nunique() > 1).any():
-        raise TaskError(f"measured lists arch {twice.index[0]} twice with different latencies; keep one value.")
-    return measured[~probe], (measured[probe] if probe_archs else None)
+    "(samples, probes): the first entry of each probe cell is a probe; every other entry is a sample (appendix A7)."
+    return split_measured(measured, probe_archs, "this MapleX", TaskError)
 
 # %% ../nbs/70_regressor.ipynb #a35d1cf6
 class MapleXParams:
@@ -479,7 +335,7 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
                ) -> Path:
     "Save a fitted MapleX: settings and target-side numbers as JSON, the network as tensors."
     if not hasattr(model, "regressor_"): raise NotFittedError("nothing to save: fit (or load) the MapleX first.")
-    settings = model.get_params()
+    settings = {**model.get_params(), "descriptor": descriptor_kind(model.descriptor)}  # an object: its kind
     config = dict(format=MAPLEX_FORMAT, version=MAPLEX_VERSION, settings={**settings, "hidden": list(model.hidden)},
                   target=model.target_, descriptor_values=[float(v) for v in model.descriptor_],
                   level=float(model.level_),

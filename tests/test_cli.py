@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from maplex import data, evaluation, nb201, profile
-from maplex.cli import DEMO_METHODS, build_parser, holdout_task, leave_one_setting_out, main, public_pool_hint
+from maplex.cli import DEMO_METHODS, build_parser, leave_one_setting_out, main, public_pool_hint
 
 needs_data = pytest.mark.skipif(not os.environ.get("MAPLEX_DATA"), reason="needs MAPLEX_DATA (the public table)")
 EMB_TARGET = "vcpu2_ort_t1_b4"  # the embedded setting a user's files stand in for
@@ -108,6 +108,11 @@ def emb():
     return profile.load_embedded()
 
 
+def holdout_task(table, devices, target, k, seed, probe_archs=()):
+    "The held-out task of one column of any table (what the demo evaluates)."
+    return evaluation.make_task(table, devices, evaluation.leave_one_out(table), target, k, seed, probe_archs)
+
+
 def test_holdout_task_matches_the_protocols_draw(emb):
     table, devices = emb
     probes = evaluation.get_method("maple-x").probe_archs
@@ -145,7 +150,7 @@ def test_leave_one_setting_out_refuses_bad_names(emb):
     table, devices = emb
     with pytest.raises(ValueError, match="unknown method"):
         leave_one_setting_out(table, devices, ["maple-z"])
-    with pytest.raises(data.DataError, match="choose one of"):
+    with pytest.raises(data.DataError, match="unknown target 'my_laptop' of leave-one-out: choose one of"):
         leave_one_setting_out(table, devices, ["closest-linear"], targets=["my_laptop"])
 
 
@@ -170,7 +175,7 @@ def test_demo_public_one_target(capsys):
     out = capsys.readouterr().out
     assert out.startswith("P-X6") and "| gold_6226" in out and "14725 measured test cells" in out
     assert main(["demo", "--data", "public", "--target", EMB_TARGET]) == 2
-    assert "not a target of P-X6" in one_error_line(capsys)
+    assert f"unknown target {EMB_TARGET!r} of P-X6" in one_error_line(capsys)
 
 
 def test_demo_unknown_target_is_one_line(offline, capsys):

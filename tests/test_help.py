@@ -15,7 +15,7 @@ import torch
 from maplex import data, nb201
 from maplex import help as H
 from maplex import helpexp as HX
-from maplex.evaluation import Task
+from maplex.evaluation import Task, fit_task
 
 TINY = dict(episodes=4, eval_every=2, mc=2, hidden=16, tasks=3)
 DEVICES = ["dev_a", "dev_b", "dev_c", "dev_d", "val_a", "target"]
@@ -167,45 +167,46 @@ def test_cache_key_tracks_every_input(table):
 @pytest.mark.parametrize("denorm", H.DENORMS)
 def test_help_fits_and_predicts(table, devices, cache, denorm):
     task = make(table, devices)
-    m = H.Help(cache=cache, denorm=denorm, valid_devices=["val_a"], **TINY).fit(task, seed=1)
+    m = fit_task(H.Help(cache=cache, denorm=denorm, valid_devices=["val_a"], **TINY), task, seed=1)
     pred = m.predict([900, 901, "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"])
-    assert pred.shape == (3,) and np.isfinite(pred).all()
-    again = H.Help(cache=cache, denorm=denorm, valid_devices=["val_a"], **TINY).fit(task, seed=1)
+    assert pred.shape == (3,) and np.isfinite(pred).all() and pred.name == "latency_ms"
+    again = fit_task(H.Help(cache=cache, denorm=denorm, valid_devices=["val_a"], **TINY), task, seed=1)
     np.testing.assert_array_equal(again.predict([900, 901]), pred[:2])
-    assert m.model.info["valid_devices"] == ["val_a"]
+    assert m.model_.info["valid_devices"] == ["val_a"]
 
 
 def test_minmax_maps_the_samples_range_back(table, devices, cache):
     task = make(table, devices)
-    m = H.Help(cache=cache, denorm="minmax", valid_devices=["val_a"], **TINY).fit(task)
-    a, b = m.scale
+    m = fit_task(H.Help(cache=cache, denorm="minmax", valid_devices=["val_a"], **TINY), task)
+    a, b = m.scale_
     lo, hi = task.samples.min(), task.samples.max()
     np.testing.assert_allclose([a * 0.05 + b, a * 0.95 + b], [lo, hi])
 
 
 def test_training_devices_count_only_at_pool_and_reference_cells(table, devices, cache):
     task = make(table, devices)
-    m1 = H.Help(cache=cache, valid_devices=["val_a"], **TINY).fit(task)
+    m1 = fit_task(H.Help(cache=cache, valid_devices=["val_a"], **TINY), task)
     ms = task.train.ms.copy(); ms.loc[5000:6000, "dev_a"] *= 3  # a training device's test cells change
     task2 = dataclasses.replace(task, train=data.LatencyTable(ms))
-    m2 = H.Help(cache=cache, valid_devices=["val_a"], **TINY).fit(task2)
+    m2 = fit_task(H.Help(cache=cache, valid_devices=["val_a"], **TINY), task2)
     np.testing.assert_array_equal(m1.predict([5000, 5500]), m2.predict([5000, 5500]))
 
 
 def test_adaptation_errors(table, devices, cache):
     kw = dict(cache=cache, valid_devices=["val_a"], **TINY)
     with pytest.raises(H.MissingProbesError, match="reference cells"):
-        H.Help(**kw).fit(make(table, devices, probes=False))
+        fit_task(H.Help(**kw), make(table, devices, probes=False))
     with pytest.raises(H.HelpError, match="at least 2"):
-        H.Help(**kw).fit(make(table, devices, samples=[5]))
+        fit_task(H.Help(**kw), make(table, devices, samples=[5]))
     zero = int(np.flatnonzero(nb201.cost_table().zero_output.to_numpy())[0])
     with pytest.raises(H.HelpError, match="at least 2.*got 1 of k = 2"):  # a zero-output sample is dropped
-        H.Help(**kw).fit(make(table, devices, samples=[5, zero]))
+        fit_task(H.Help(**kw), make(table, devices, samples=[5, zero]))
     task = make(table, devices)
-    flat = dataclasses.replace(task, samples=pd.Series(4.0, index=task.samples.index))
+    flat_cells = [i for i in task.samples.index if i not in H.HELP_REFERENCE]  # a reference cell keeps its value
+    flat = dataclasses.replace(task, samples=pd.Series(4.0, index=flat_cells))
     with pytest.raises(H.HelpError, match="same latency"):
-        H.Help(**kw).fit(flat)
-    with pytest.raises(H.HelpError, match="fit\\(task\\)"):
+        fit_task(H.Help(**kw), flat)
+    with pytest.raises(H.HelpError, match="not fitted"):
         H.Help(**kw).predict([0])
     with pytest.raises(H.HelpError, match="denorm"):
         H.Help(denorm="log")

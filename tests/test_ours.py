@@ -112,7 +112,7 @@ def test_the_closest_devices_drift_outside_the_pool_is_taken_off():
     (lambda m: m.drop(PROBES[0]), "probe cells"),
     (lambda m: m.loc[list(PROBES)], "k >= 1"),
     (lambda m: m * np.nan, "positive number of ms"),
-    (lambda m: pd.concat([m, m.iloc[:1]]), "measured twice"),
+    (lambda m: pd.concat([m, m.iloc[:1] * 2]), "twice with different latencies"),
     (lambda m: pd.concat([m, pd.Series([1.0], index=[14000])]), "no latency for the measured cells"),
 ])
 def test_bad_input(pool, change, message):

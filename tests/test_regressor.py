@@ -414,3 +414,22 @@ def test_plumbing_names_stay_importable_from_the_regressor():
     for name in ("RegressorError", "NotFittedError", "ConfigError", "TaskError", "FORMAT_VERSION", "read_model",
                  "write_model"):
         assert getattr(regressor, name) is getattr(modelio, name)
+
+
+def test_network_names_stay_importable_from_the_regressor():
+    "The MLP, its trainer and its saved files live in maplex.mlp (appendix A14); maplex.regressor re-exports them."
+    from maplex import mlp, regressor
+    for name in ("mlp", "train_full_batch", "ROW_BLOCK", "RegressorFiles"):
+        assert getattr(regressor, name) is getattr(mlp, name)
+    assert issubclass(regressor.LatencyRegressor, mlp.RegressorFiles)
+
+
+def test_a_descriptor_object_fits_as_its_name(pool, tmp_path):
+    from maplex.descriptors import SpecDescriptor
+    train, devices, samples, probes, _ = pool
+    by_name = fit(MapleX(descriptor="spec", **FAST), train, devices, samples, probes)
+    by_object = fit(MapleX(descriptor=SpecDescriptor(), **FAST), train, devices, samples, probes)
+    np.testing.assert_array_equal(by_object.predict([5, 600]), by_name.predict([5, 600]))
+    loaded = MapleX.load(by_object.save(tmp_path / "m"))  # saved by its kind's name
+    assert loaded.descriptor == "spec"
+    np.testing.assert_array_equal(loaded.predict([5, 600]), by_name.predict([5, 600]))

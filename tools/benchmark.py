@@ -2,7 +2,7 @@
 """Time fit + predict of each method for one unseen device, the way a user runs it.
 
 For every P-X6 target: build the task (k = 3 samples + the method's probes), then time
-`fit(task)` + `predict(all 15,625 cells)`, `--repeats` times, with torch pinned to `--threads`
+`fit` + `predict(all 15,625 cells)`, `--repeats` times, with torch pinned to `--threads`
 threads. Writes one row per (method, target, repeat) and the environment to a JSON file that the
 docs load; prints the medians.
 
@@ -59,9 +59,9 @@ def main(argv=None) -> int:
                 m = evaluation.get_method(method)
                 task = evaluation.make_task(table, devices, "P-X6", target, args.k, 0, m.probe_archs)
                 t0 = time.perf_counter()
-                m.fit(task, seed=0)
+                evaluation.fit_task(m, task, seed=0)
                 first.append(dict(method=method, target=target, seconds=time.perf_counter() - t0,
-                                  meta_train_seconds=m.model.info["seconds"]))  # as recorded when it was meta-trained
+                                  meta_train_seconds=m.model_.info["seconds"]))  # as recorded when it was meta-trained
             meta = [r["meta_train_seconds"] for r in first]
             print(f"{method:15s} meta-training per set of training devices (recorded with each model): "
                   f"median {statistics.median(meta):.1f} s")
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
                 m = evaluation.get_method(method)
                 task = evaluation.make_task(table, devices, "P-X6", target, args.k, rep, m.probe_archs)
                 t0 = time.perf_counter()
-                fitted = m.fit(task, seed=rep)
+                fitted = evaluation.fit_task(m, task, seed=rep)
                 fitted.predict(cells)
                 rows.append(dict(method=method, target=target, repeat=rep, seconds=time.perf_counter() - t0))
         secs = [r["seconds"] for r in rows if r["method"] == method]
