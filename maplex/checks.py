@@ -370,4 +370,8 @@ def split_measured(measured,  # the target's measurements, arch_index -> ms: sam
     if require and (missing := sorted(int(a) for a in probe_archs if a not in have)):
         raise error(f"{who} needs the target's latency of its probe cells {list(probe_archs)} (missing {missing}); "
                     "measure them and add them to `measured`.")
-    return s[~probe], (s[probe].loc[have] if len(probe_archs) else None)
+    samples = s[~probe]
+    if samples.index.duplicated().any():
+        raise error(f"measured lists arch {samples.index[samples.index.duplicated()][0]} twice as a sample; keep one "
+                    "value (a cell is listed twice only when it is both a sample and a probe cell).")
+    return samples, (s[probe].loc[have] if len(probe_archs) else None)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import __version__, data, evaluation, nb201, profile
 from .core import MaplexError, atomic_file, atomic_write
+from .methods import METHODS, fit_method, get_method
 from .numerics import torch_threads
 
 # %% auto #0
@@ -45,7 +46,7 @@ def cmd_download(args) -> int:
 # %% ../nbs/99_cli.ipynb #2c1ca5b0
 def cmd_probes(args) -> int:
     "Print the arch strings of a method's declared probe set, one per line."
-    for i in evaluation.get_method(args.method).probe_archs:
+    for i in get_method(args.method).probe_archs:
         print(nb201.arch_str(i))
     return 0
 
@@ -95,14 +96,14 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
                    devices: data.DeviceTable, # specs of the training devices and the target
                    target: str, # name of the target (a row of `devices`, not a column of `train`)
                    measured: pd.Series, # every measurement of the target: arch_index -> ms
-                   method: str = "maplex", # see `evaluation.METHODS`
+                   method: str = "maplex", # see `maplex.methods.METHODS`
                    seed: int = 0, # training seed
                    threads: int | None = 1, # torch threads while fitting (1: the same numbers on any machine)
                   ) -> pd.DataFrame:
     "Predicted ms of all 15,625 cells of `target`, from its measured cells only."
     _check_target(train, devices, target)
     devices = devices.select([*train.devices, target])  # names each training device missing from it
-    m = evaluation.get_method(method)
+    m = get_method(method)
     probe_archs = list(m.probe_archs)
     if missing := [nb201.arch_str(i) for i in probe_archs if i not in measured.index]:
         raise data.DataError(f"{method} needs the target's latency of its {len(probe_archs)} probe cells and "
@@ -112,7 +113,7 @@ def predict_device(train: data.LatencyTable, # training devices' latencies
         raise data.DataError(f"{method} needs at least 1 measured cell besides its {len(probe_archs)} probes; "
                              "got none: add adaptation samples to the samples file.")
     with torch_threads(threads):
-        fitted = evaluation.fit_method(m, measured, train=train, devices=devices, target=target, seed=seed)
+        fitted = fit_method(m, measured, train=train, devices=devices, target=target, seed=seed)
         ms = fitted.predict(np.arange(nb201.N_ARCHS))
     return pd.DataFrame({"arch_index": ms.index, "arch_str": nb201.all_arch_strs(), "latency_ms": ms.to_numpy()})
 
@@ -150,7 +151,7 @@ DEMO_METHODS = ("closest-linear", "lut", "maple", "maple-x", "maplex")  # floors
 # %% ../nbs/99_cli.ipynb #d5a89448
 def leave_one_setting_out(table: data.LatencyTable, # every setting's latencies, e.g. `profile.load_embedded()[0]`
                           devices: data.DeviceTable, # a row per column of `table`
-                          methods: Iterable[str] = DEMO_METHODS, # names in `evaluation.METHODS`
+                          methods: Iterable[str] = DEMO_METHODS, # names in `maplex.methods.METHODS`
                           targets: Iterable[str] | None = None, # columns held out in turn (default: all)
                           k: int = 3, # adaptation samples per target
                           seed: int = 0, # seed of the draw and of training
@@ -161,7 +162,7 @@ def leave_one_setting_out(table: data.LatencyTable, # every setting's latencies,
     split = evaluation.leave_one_out(table, protocol)
     targets, methods = list(split.targets if targets is None else targets), list(methods)
     for name in methods:
-        evaluation.get_method(name)  # an unknown name fails before any training
+        get_method(name)  # an unknown name fails before any training
     for target in targets:
         split.train_devices(target)  # and so does an unknown target
     with torch_threads(threads):
@@ -254,7 +255,7 @@ def _add_probes(sub) -> None:
                         description="Print the arch strings of a method's probe cells, one per line (nothing for a "
                         "method without probes): measure these on your device, besides your samples.")
     pr.add_argument("--method", default="maplex",
-                    help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex)")
+                    help="one of: " + ", ".join(METHODS) + " (default: maplex)")
     pr.set_defaults(func=cmd_probes)
 
 # %% ../nbs/99_cli.ipynb #b44179ac
@@ -316,7 +317,7 @@ def _add_predict(sub) -> None:
                    help="device CSV (columns of devices.csv) with training devices and target")
     p.add_argument("--target", required=True, help="the target's name (its row in --devices)")
     p.add_argument("--samples", required=True, help="CSV of arch_str,latency_ms: the target's measurements")
-    p.add_argument("--method", default="maplex", help="one of: " + ", ".join(evaluation.METHODS) + " (default: maplex, "
+    p.add_argument("--method", default="maplex", help="one of: " + ", ".join(METHODS) + " (default: maplex, "
                    "this package's own predictor; maple-x is the paper's MAPLE-X)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--out", required=True, help="where to write arch_index,arch_str,latency_ms")
@@ -330,8 +331,8 @@ def _add_evaluate(sub) -> None:
                        "k and seeds; resumable (rows already in results.csv are kept).")
     p.add_argument("--protocol", default="P-X6", choices=list(evaluation.PROTOCOLS),
                    help="device split (default: P-X6)")
-    p.add_argument("--methods", nargs="+", default=list(evaluation.METHODS),
-                   help="any of: " + ", ".join(evaluation.METHODS) + " (default: all)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS),
+                   help="any of: " + ", ".join(METHODS) + " (default: all)")
     p.add_argument("--k", nargs="+", type=positive_int, default=[3], help="adaptation samples (default: 3)")
     p.add_argument("--seeds", type=positive_int, default=10, help="seeds 0..N-1 (default: 10)")
     p.add_argument("--targets", nargs="*", help="only these targets (default: all of the protocol)")

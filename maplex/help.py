@@ -24,7 +24,7 @@ from . import data, nb201
 from .checks import split_measured
 from .core import file_lock
 from .helpnet import (CELL_ADJ, ENCODERS, HELP_REFERENCE, NODE_FEATS, NODES, GraphConv,  # noqa: F401
-                            HelpConfig, HelpError, HelpModel, HelpNet, MissingProbesError, ZModulator, _lr_key,
+                            HelpConfig, HelpError, HelpModel, HelpNet, MissingReferencesError, ZModulator, _lr_key,
                             arch_inputs, cell_features, hardware_embedding, minmax_scale, minmax_unscale,
                             modulate, trim_outliers)
 from .numerics import DTYPE
@@ -311,8 +311,8 @@ class HelpPredictor:
         self._fitted("scale_")
         a, b = self.scale_
         idx = nb201.arch_indices(archs)
-        return pd.Series(a * self.predict_normalised(idx) + b, index=pd.Index(idx, name="arch_index"),
-                         name="latency_ms")
+        ms = a * self.predict_normalised(idx) + b if len(idx) else np.empty(0)
+        return pd.Series(ms, index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
 # %% ../nbs/85_help.ipynb #eced3869
 class HelpParams:

@@ -20,7 +20,7 @@ from .core import MaplexError
 from .numerics import DTYPE
 
 # %% auto #0
-__all__ = ['HELP_REFERENCE', 'NODES', 'NODE_FEATS', 'CELL_ADJ', 'ENCODERS', 'HelpError', 'MissingProbesError',
+__all__ = ['HELP_REFERENCE', 'NODES', 'NODE_FEATS', 'CELL_ADJ', 'ENCODERS', 'HelpError', 'MissingReferencesError',
            'hardware_embedding', 'minmax_scale', 'minmax_unscale', 'trim_outliers', 'cell_features', 'arch_inputs',
            'GraphConv', 'HelpNet', 'ZModulator', 'modulate', 'HelpConfig', 'HelpModel']
 
@@ -30,7 +30,7 @@ HELP_REFERENCE = (11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462)  # HE
 class HelpError(MaplexError):
     "Input that HELP cannot use; the message says what is wrong and how to fix it."
 
-class MissingProbesError(HelpError, KeyError):
+class MissingReferencesError(HelpError, KeyError):
     "The target's latencies at HELP's reference cells (its hardware embedding) are missing."
     def __str__(self): return str(self.args[0]) if self.args else ""
 
@@ -43,7 +43,7 @@ def hardware_embedding(latencies: pd.Series | None, # ms by arch_index; must hol
     refs = [int(r) for r in refs]
     have = set() if latencies is None else set(latencies.index)
     if missing := [r for r in refs if r not in have]:
-        raise MissingProbesError(
+        raise MissingReferencesError(
             f"{device}: HELP needs the latency of its {len(refs)} reference cells (its hardware embedding); "
             f"missing {missing} ({', '.join(nb201.arch_str(r) for r in missing[:2])}"
             f"{', ...' if len(missing) > 2 else ''}). "

@@ -41,6 +41,13 @@ class NoSettings:
         if params: raise MethodError(f"{type(self).__name__} has no settings; got {sorted(params)}.")
         return self
 
+    def _samples(self, measured: pd.Series) -> pd.Series:
+        "The k samples among the measurements (probe cells apart); at least one."
+        samples, _ = split_measured(measured, self.probe_archs, self.name, MethodError)
+        if not len(samples):
+            raise MethodError(f"{self.name} fits a line to the target's samples: give at least one (k >= 1).")
+        return samples
+
     def _fitted(self, attr: str) -> None:
         "Refuse to predict before `fit`."
         if not hasattr(self, attr):
@@ -69,7 +76,10 @@ class ClosestDeviceLinear(NoSettings):
             devices=None, target: str | None = None,  # unused: taken so that every predictor fits alike
            ) -> "ClosestDeviceLinear":
         "Pick the closest training device on the samples and fit the line from its latency to the target's."
-        samples, _ = split_measured(measured, self.probe_archs, self.name)
+        samples = self._samples(measured)
+        if missing := [int(a) for a in samples.index if a not in train.ms.index]:
+            raise data.DataError(f"the training table has no latency for the sampled cells {missing[:5]}: sample "
+                                 "cells the training devices were measured on (the pool, arch_index 0..899).")
         y = samples.to_numpy()
         X = train.ms.loc[samples.index]  # k x training devices
         self.device_ = _best_correlated(X, y)
@@ -97,7 +107,7 @@ class FlopsLinear(NoSettings):
             *, train=None, devices=None, target: str | None = None,  # unused: every predictor fits alike
            ) -> "FlopsLinear":
         "The least-squares line from FLOPs to the samples' latency."
-        samples, _ = split_measured(measured, self.probe_archs, self.name)
+        samples = self._samples(measured)
         flops = nb201.cost_table().flops_m
         self.a_, self.b_ = _line(flops.loc[samples.index].to_numpy(), samples.to_numpy())
         return self
@@ -116,7 +126,7 @@ class ProbeLUT(NoSettings):
             *, train=None, devices=None, target: str | None = None,  # unused: every predictor fits alike
            ) -> "ProbeLUT":
         "Solve the table from the probe cells."
-        _, probes = split_measured(measured, self.probe_archs, self.name)
+        _, probes = split_measured(measured, self.probe_archs, self.name, MethodError)
         self.table_ = ProbeTable.from_probes(probes)  # floored at half the cheapest probe (lesson 60)
         return self
 

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from . import nb201
-from .checks import latency_series
+from .checks import latency_series, split_measured
 from .core import MaplexError
 from .data import POOL, LatencyTable
 from .descriptors import PROBES
@@ -39,8 +39,9 @@ CANDIDATES = ("table", "closest")
 # %% ../nbs/75_maplex.ipynb #a02e4377
 def _measurements(measured) -> pd.Series:
     "The target's measurements, checked by appendix A7's `latency_series`, each cell once (arch_index -> ms)."
+    split_measured(measured, PROBES, "maplex", MaplexPredictorError, require=False)  # twice only as sample + probe
     s = latency_series(measured, "measured", MaplexPredictorError)
-    return s[~s.index.duplicated()]  # a sample drawn on a probe cell is listed twice, with one value
+    return s[~s.index.duplicated()]  # a sample drawn on a probe cell is listed twice, with one value: used once
 
 # %% ../nbs/75_maplex.ipynb #18ea547c
 @dataclass(frozen=True)

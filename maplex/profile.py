@@ -40,7 +40,7 @@ from .profilefiles import (DEVICES_FILE, ENV_FILE, LATENCY_FILE, OPS_FILE, PARTI
 # %% auto #0
 __all__ = ['NOISY_REL_IQR', 'STAT_COLS', 'RUNTIMES', 'RUNTIME_ALIASES', 'DEFAULT_SETTINGS', 'time_callable', 'timing_stats',
            'Setting', 'TorchEager', 'OnnxRuntime', 'parse_setting', 'make_input', 'measure', 'op_latencies',
-           'lut_from_ops', 'probe_latencies', 'perf_counters', 'select_archs', 'device_rows', 'profile_device',
+           'lut_from_ops', 'measure_probes', 'perf_counters', 'select_archs', 'setting_rows', 'profile_device',
            'profiled_luts', 'build_profile_parser', 'cmd_profile', 'main']
 
 # %% ../nbs/90_profile.ipynb #bcd35ca1
@@ -197,7 +197,7 @@ def lut_from_ops(ops: pd.DataFrame  # `op_latencies` rows of ONE setting (op, st
     return LayerwiseLUT.from_op_latencies(cells[list(STAGE_NAMES)].reindex(OPS), const_ms=const)
 
 # %% ../nbs/90_profile.ipynb #f319af7e
-def probe_latencies(
+def measure_probes(
     setting: Setting,  # runtime, threads, batch
     probes: Sequence[int] = PROBES,  # the declared probe cells (maplex.descriptors)
     warmup: int = 2, repeats: int = 21,  # more repeats than the bulk: these few cells describe the device
@@ -240,7 +240,7 @@ def select_archs(n_test: int = 1100,  # test cells drawn without replacement fro
     return np.concatenate([np.array(POOL) if pool else np.array([], np.int64), test]).astype(np.int64)
 
 # %% ../nbs/90_profile.ipynb #267a1398
-def device_rows(settings: Sequence[Setting],  # the profiled settings
+def setting_rows(settings: Sequence[Setting],  # the profiled settings
                 prefix: str,  # machine name in the device names
                 env: dict,  # `detect_environment()`
                 tdp_w: float | None = None  # the processor's TDP in W (the OS does not tell: give it, or leave unknown)
@@ -297,7 +297,7 @@ def _characterise(out: Path, setting: Setting, device: str, warmup: int, repeats
         _write_csv(op_latencies(setting, warmup, repeats, op_number, seed).assign(device=device),
                    part / f'{device}.{OPS_FILE}')
     if todo(PROBES_FILE):
-        _write_csv(probe_latencies(setting, PROBES, warmup, probe_repeats, seed).assign(device=device),
+        _write_csv(measure_probes(setting, PROBES, warmup, probe_repeats, seed).assign(device=device),
                    part / f'{device}.{PROBES_FILE}')
     if perf and todo(PERF_FILE):
         try: rows = perf_counters(setting, PROBES, seed=seed)
@@ -310,7 +310,7 @@ def _characterise(out: Path, setting: Setting, device: str, warmup: int, repeats
 def _finalise(out: Path, settings: Sequence[Setting], prefix: str, archs: np.ndarray, env: dict,
               tdp_w: float | None) -> tuple[LatencyTable, DeviceTable]:
     "Merge the partial rows into the finished files (appendix A11); this run's latency and device tables."
-    devices, rows = [s.device(prefix) for s in settings], device_rows(settings, prefix, env, tdp_w)
+    devices, rows = [s.device(prefix) for s in settings], setting_rows(settings, prefix, env, tdp_w)
     wide = _finish_folder(out, devices, rows)
     return LatencyTable(wide.loc[archs, devices], where='profiled latencies'), DeviceTable(rows)
 

@@ -282,6 +282,11 @@ class MapleXParams:
         "Probe measurements on the target: the p of a k + p budget."
         return len(self.probe_archs)
 
+    @property
+    def name(self) -> str:
+        "The paper's method these settings are closest to, as results rows name it: 'maple', 'maple-x1' or 'maple-x'."
+        return _variant_of(self.get_params())[0].lower()
+
     def __repr__(self) -> str:
         name, others = _variant_of(self.get_params())
         fitted = f"fitted on {self.target_!r}" if hasattr(self, "regressor_") else "not fitted"
@@ -335,7 +340,10 @@ def save_maplex(model: MapleX,  # a fitted (or loaded) MapleX
                ) -> Path:
     "Save a fitted MapleX: settings and target-side numbers as JSON, the network as tensors."
     if not hasattr(model, "regressor_"): raise NotFittedError("nothing to save: fit (or load) the MapleX first.")
-    settings = {**model.get_params(), "descriptor": descriptor_kind(model.descriptor)}  # an object: its kind
+    if isinstance(model.descriptor, Descriptor):
+        raise RegressorError(f"this MapleX's descriptor is an object ({model.descriptor!r}) whose arguments are not "
+                             "plain settings, so it cannot be saved; name a descriptor kind to save the model.")
+    settings = model.get_params()
     config = dict(format=MAPLEX_FORMAT, version=MAPLEX_VERSION, settings={**settings, "hidden": list(model.hidden)},
                   target=model.target_, descriptor_values=[float(v) for v in model.descriptor_],
                   level=float(model.level_),

@@ -15,7 +15,7 @@ from . import nb201
 from .core import MaplexError
 from .data import POOL, DataError, DeviceTable, LatencyTable, load_devices, load_nb201
 from .nb201 import N_ARCHS, ArchLike
-from .profile import (INPUT_SHAPE, RUNTIMES, ProfileError, Setting, build_net, detect_environment, device_rows,
+from .profile import (INPUT_SHAPE, RUNTIMES, ProfileError, Setting, build_net, detect_environment, setting_rows,
                             load_embedded, make_input, parse_setting, time_callable, timing_stats)
 from .numerics import torch_threads
 
@@ -65,7 +65,7 @@ def with_target(devices: DeviceTable,  # the training devices' rows
                            "(it becomes part of the device name)")
     target = setting.device(prefix)
     if target in devices: raise ProfileError(f"{target!r} is already a device of the table: choose another prefix")
-    row = DeviceTable(device_rows([setting], prefix, detect_environment() if env is None else env, tdp_w),
+    row = DeviceTable(setting_rows([setting], prefix, detect_environment() if env is None else env, tdp_w),
                       where='this machine')
     return DeviceTable(pd.concat([devices.df, row.df])), target
 

@@ -59,10 +59,10 @@ def test_embedding_is_minmax_of_the_references(table):
 
 
 def test_embedding_names_the_missing_cells(table):
-    with pytest.raises(H.MissingProbesError, match=r"missing \[1462\]") as err:
+    with pytest.raises(H.MissingReferencesError, match=r"missing \[1462\]") as err:
         H.hardware_embedding(table["dev_a"].drop(1462), device="dev_a")
     assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError)
-    with pytest.raises(H.MissingProbesError, match="probe_archs"):
+    with pytest.raises(H.MissingReferencesError, match="probe_archs"):
         H.hardware_embedding(None)
     with pytest.raises(H.HelpError, match="constant"):
         H.hardware_embedding(pd.Series(2.0, index=H.HELP_REFERENCE))
@@ -194,7 +194,7 @@ def test_training_devices_count_only_at_pool_and_reference_cells(table, devices,
 
 def test_adaptation_errors(table, devices, cache):
     kw = dict(cache=cache, valid_devices=["val_a"], **TINY)
-    with pytest.raises(H.MissingProbesError, match="reference cells"):
+    with pytest.raises(H.MissingReferencesError, match="reference cells"):
         fit_task(H.Help(**kw), make(table, devices, probes=False))
     with pytest.raises(H.HelpError, match="at least 2"):
         fit_task(H.Help(**kw), make(table, devices, samples=[5]))

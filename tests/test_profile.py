@@ -163,15 +163,15 @@ def test_detect_environment_memory_and_cpus():
     if hasattr(os, 'sched_getaffinity'): assert env['usable_cpus'] == len(os.sched_getaffinity(0))
 
 
-def test_device_rows_form_a_device_table_that_joins_the_shared_one():
+def test_setting_rows_form_a_device_table_that_joins_the_shared_one():
     env = dict(cpu_model='CPU', logical_cpus=4, hypervisor='', cores=4, max_clock_ghz=3.0, clock_source='lscpu')
-    rows = P.device_rows([P.Setting('torch', 2, 1)], 'box', env, tdp_w=65)
+    rows = P.setting_rows([P.Setting('torch', 2, 1)], 'box', env, tdp_w=65)
     t = DeviceTable(rows)
     assert t['box_torch_t2_b1'][['cores', 'max_clock_ghz', 'tdp_w', 'batch_size']].tolist() == [2, 3.0, 65, 1]
     shared = load_devices()
     both = DeviceTable(pd.concat([shared.df, t.df]))
     assert len(both) == len(shared) + 1
-    assert np.isnan(DeviceTable(P.device_rows([P.Setting('torch', 1, 1)], 'box', env))['box_torch_t1_b1']['tdp_w'])
+    assert np.isnan(DeviceTable(P.setting_rows([P.Setting('torch', 1, 1)], 'box', env))['box_torch_t1_b1']['tdp_w'])
 
 
 # --- perf --------------------------------------------------------------------------------------------------------
