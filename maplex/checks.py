@@ -17,9 +17,34 @@ from .core import MaplexError
 from .data import SPEC_COLS, DataError, DeviceTable, LatencyTable, UnknownDeviceError
 
 # %% auto #0
-__all__ = ['METHODS', 'COMBINES', 'ZERO_OUTPUT_MODES', 'NUMERIC_COLS', 'DescriptorError', 'RankError', 'plot_rank_corr',
-           'NeighbourhoodError', 'latency_matrix', 'device_weights', 'table_positions', 'SpecError', 'latency_series',
+__all__ = ['METHODS', 'COMBINES', 'ZERO_OUTPUT_MODES', 'NUMERIC_COLS', 'latency_series', 'DescriptorError', 'RankError',
+           'plot_rank_corr', 'NeighbourhoodError', 'latency_matrix', 'device_weights', 'table_positions', 'SpecError',
            'split_measured']
+
+# %% ../nbs/a7_checks.ipynb #0a1110c3
+def latency_series(values,  # the measurements: a pd.Series arch index (or arch string) -> ms
+                   what: str = "measured",  # what the values are, for the error messages
+                   error: type[Exception] = DataError,  # the error class to raise
+                  ) -> pd.Series:
+    "`values` as a Series `latency_ms` by `arch_index`: finite, > 0, an arch listed twice only with one value."
+    if not isinstance(values, pd.Series):
+        raise error(f"{what} must be a pd.Series arch_index -> ms, got {type(values).__name__}.")
+    try:
+        idx = nb201.arch_indices(list(values.index))
+    except nb201.ArchError as e:
+        raise error(f"{what} names an arch outside the search space ({e}); "
+                    "use NB201 indices or arch strings.") from None
+    ms = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    if (bad := ~(np.isfinite(ms) & (ms > 0))).any():
+        i = int(np.argmax(bad))
+        raise error(f"{what} holds an infinite, NaN or non-positive latency, {values.tolist()[i]!r} at arch {idx[i]}: "
+                    "every measurement must be a finite, positive number of ms (re-measure it; a sample may instead be "
+                    "left out).")
+    s = pd.Series(ms, index=pd.Index(idx, name="arch_index"), name="latency_ms")
+    clash = s[s.index.duplicated(keep=False)].groupby(level=0).nunique() > 1
+    if clash.any():
+        raise error(f"{what} lists arch {clash.idxmax()} twice with different latencies; keep one value.")
+    return s
 
 # %% ../nbs/a7_checks.ipynb #fb0019a1
 class DescriptorError(MaplexError):
@@ -63,17 +88,11 @@ def _checked_probes(probes: pd.Series | None, device: str, wanted: Sequence[int]
     if probes is None:
         raise DescriptorError(f"the probe descriptor needs {device!r}'s latency of arch indices {list(wanted)}: "
                               f"{how}. Arch strings: {_probe_text(wanted)}")
-    if not isinstance(probes, pd.Series):
-        raise DescriptorError(f"probes must be a pd.Series arch_index -> ms, got {type(probes).__name__}")
-    if gone := [i for i in wanted if i not in probes.index]:
+    s = latency_series(probes, "probes", DescriptorError)  # a Series of finite ms > 0, by arch index
+    if gone := [i for i in wanted if i not in s.index]:
         raise DescriptorError(f"probes for {device!r} lack arch indices {gone}: {how}. "
                               f"Arch strings: {_probe_text(gone)}")
-    ms = pd.to_numeric(probes.loc[list(wanted)], errors='coerce').to_numpy(float)
-    if bad := [i for i, v in zip(wanted, ms) if not (np.isfinite(v) and v > 0)]:
-        raise DescriptorError(f"probe latency of arch {bad} on {device!r} is {probes.loc[bad].tolist()}: "
-                              "every probe needs a measured, positive latency in ms "
-                              "(re-measure it; a probe cannot be skipped)")
-    return ms
+    return s[~s.index.duplicated()].loc[list(wanted)].to_numpy()
 
 # %% ../nbs/a7_checks.ipynb #71d9c8d5
 METHODS: tuple[str, ...] = ('spearman', 'kendall', 'pearson', 'log_pearson')  # correlations this module computes
@@ -104,18 +123,13 @@ def _check_samples(train: LatencyTable,  # the training table the samples must i
                    samples: pd.Series,   # arch_index -> ms on the target
                   ) -> np.ndarray:       # the sampled arch indices
     "Arch indices of `samples`, or RankError: >= 2 finite positive ms, distinct archs, all rows of `train`."
-    if not isinstance(samples, pd.Series):
-        raise RankError(f"samples must be a pd.Series arch_index -> ms, got {type(samples).__name__}.")
-    if len(samples) < 2:
-        raise RankError(f"a correlation needs at least 2 target samples, got {len(samples)}; measure at least 2 "
+    s = latency_series(samples, "samples", RankError)  # a Series of finite ms > 0, by arch index
+    if len(s) < 2:
+        raise RankError(f"a correlation needs at least 2 target samples, got {len(s)}; measure at least 2 "
                         "architectures on the target (the protocol's smallest budget is k = 3).")
-    ms = pd.to_numeric(samples, errors='coerce').to_numpy(dtype=float)
-    if (bad := ~np.isfinite(ms) | (ms <= 0)).any():
-        raise RankError(f"samples have {bad.sum()} NaN, non-numeric, infinite or non-positive latency(ies), first at "
-                        f"arch_index {samples.index[bad][0]!r} = {samples[bad].iloc[0]!r}; re-measure or drop them.")
-    if (dup := samples.index.duplicated()).any():
-        raise RankError(f"samples measure arch_index {samples.index[dup][0]!r} more than once; average repeats first.")
-    if (missing := ~samples.index.isin(train.ms.index)).any():
+    if (dup := s.index.duplicated()).any():
+        raise RankError(f"samples measure arch_index {int(s.index[dup][0])} more than once; average repeats first.")
+    if (missing := ~samples.index.isin(train.ms.index)).any():  # the table's rows are integer indices
         raise RankError(f"{missing.sum()} sampled arch(s) are not rows of the training table, e.g. "
                         f"{samples.index[missing][:5].tolist()}; "
                         "samples must be indexed by integer arch_index and drawn "
@@ -331,30 +345,6 @@ def _check_devices(target: str, train_devices, devices: DeviceTable) -> list[str
     if dups := sorted({d for d in train if train.count(d) > 1}):
         raise SpecError(f"train_devices lists {dups} more than once; list each training device once.")
     return train
-
-# %% ../nbs/a7_checks.ipynb #0a1110c3
-def latency_series(values,  # the measurements: a pd.Series arch index (or arch string) -> ms
-                   what: str = "measured",  # what the values are, for the error messages
-                   error: type[Exception] = DataError,  # the error class to raise
-                  ) -> pd.Series:
-    "`values` as a Series `latency_ms` by `arch_index`: finite, > 0, an arch listed twice only with one value."
-    if not isinstance(values, pd.Series):
-        raise error(f"{what} must be a pd.Series arch_index -> ms, got {type(values).__name__}.")
-    try:
-        idx = nb201.arch_indices(list(values.index))
-    except nb201.ArchError as e:
-        raise error(f"{what} names an arch outside the search space ({e}); "
-                    "use NB201 indices or arch strings.") from None
-    ms = pd.to_numeric(values, errors="coerce").to_numpy(float)
-    if (bad := ~(np.isfinite(ms) & (ms > 0))).any():
-        i = int(np.argmax(bad))
-        raise error(f"{what} holds a NaN or non-positive latency, {values.tolist()[i]!r} at arch {idx[i]}: every "
-                    "measurement must be a positive number of ms (re-measure it or leave it out).")
-    s = pd.Series(ms, index=pd.Index(idx, name="arch_index"), name="latency_ms")
-    clash = s[s.index.duplicated(keep=False)].groupby(level=0).nunique() > 1
-    if clash.any():
-        raise error(f"{what} lists arch {clash.idxmax()} twice with different latencies; keep one value.")
-    return s
 
 # %% ../nbs/a7_checks.ipynb #cf82f2dc
 def split_measured(measured,  # the target's measurements, arch_index -> ms: samples and probes together

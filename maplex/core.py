@@ -114,10 +114,17 @@ class Predictor(Protocol):
     def predict(self, archs):
         "Latency in ms of each arch, as a pd.Series named latency_ms indexed by arch_index."
 
+    def save(self, path):
+        "Write the fitted predictor as one folder; `type(m).load(path)` reads it back."
+
+    @classmethod
+    def load(cls, path) -> Predictor:
+        "A fitted predictor back from a folder written by `save`."
+
 # %% ../nbs/a0_core.ipynb #0da5b4f1
 def contract_gaps(predictor) -> list[str]:
     "What `predictor` (a class or an instance) lacks of the `Predictor` contract; empty when it follows it."
-    members = ("probe_archs", "get_params", "set_params", "fit", "predict")
+    members = ("probe_archs", "get_params", "set_params", "fit", "predict", "save", "load")
     gaps = [f"no {n}" for n in members if not hasattr(predictor, n)]
     if hasattr(predictor, "fit") and not callable(predictor.fit):
         gaps.append("fit is not callable")

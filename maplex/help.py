@@ -31,10 +31,11 @@ from .numerics import DTYPE
 from .regressor import ConfigError, read_model, write_model
 
 # %% auto #0
-__all__ = ['HELP_VALID', 'HELP_CODE_VERSION', 'HELP_FORMAT', 'DENORMS', 'start_params', 'inner_adapt', 'task_loss', 'DeviceData',
-           'device_data', 'adapt_mc', 'predict_mc', 'validate', 'sample_episode', 'episode_loss', 'Checkpoint',
-           'meta_train', 'cache_key', 'save_model', 'load_model', 'pretrained', 'adaptation_samples', 'split_roles',
-           'minmax_affine', 'affine_fit', 'HelpPredictor', 'HelpParams', 'Help', 'help_method']
+__all__ = ['HELP_VALID', 'HELP_CODE_VERSION', 'HELP_FORMAT', 'DENORMS', 'HELP_FIT_FORMAT', 'HELP_FIT_KEYS', 'start_params',
+           'inner_adapt', 'task_loss', 'DeviceData', 'device_data', 'adapt_mc', 'predict_mc', 'validate',
+           'sample_episode', 'episode_loss', 'Checkpoint', 'meta_train', 'cache_key', 'save_model', 'load_model',
+           'pretrained', 'adaptation_samples', 'split_roles', 'minmax_affine', 'affine_fit', 'HelpPredictor',
+           'HelpParams', 'Help', 'save_help', 'load_help', 'help_method']
 
 # %% ../nbs/85_help.ipynb #09a7e454
 def _sub(params: dict, prefix: str) -> dict:
@@ -372,6 +373,52 @@ class Help(HelpParams, HelpPredictor):
             self.scale_ = affine_fit(self.predict_normalised(cells.index), cells.to_numpy()) or self.scale_
         self.target_ = target
         return self
+
+    def save(self, path) -> Path: return save_help(self, path)  # see `save_help`
+
+    @classmethod
+    def load(cls, path) -> "Help": return load_help(path)  # see `load_help`
+
+# %% ../nbs/85_help.ipynb #020e4de9
+HELP_FIT_FORMAT = "maplex.Help"  # the `format` of a saved fitted Help
+HELP_FIT_KEYS = {"format", "version", "settings", "model_config", "info", "scale", "target", "n_adapted"}
+
+def save_help(model: Help,  # a fitted (or loaded) Help
+              path,  # folder to write config.json and weights.pt into
+             ) -> Path:
+    "Save a fitted Help: settings, the meta-trained model, the embedding, the adapted weights and the map to ms."
+    model._fitted("scale_")
+    settings = {**model.get_params(), "valid_devices": list(model.valid_devices),
+                "cache": model.cache if isinstance(model.cache, bool) else str(model.cache)}
+    state = {f"model.{k}": v for k, v in model.model_.state_dict().items()}
+    state |= {f"adapted.{i}.{k}": v for i, weights in enumerate(model.adapted_) for k, v in weights.items()}
+    info = json.loads(json.dumps(model.model_.info, default=float))  # numpy numbers -> plain JSON
+    config = dict(format=HELP_FIT_FORMAT, version=HELP_CODE_VERSION, settings=settings, info=info,
+                  model_config=asdict(model.model_.config), scale=list(model.scale_), target=model.target_,
+                  n_adapted=len(model.adapted_))
+    return write_model(path, config, {**state, "hw": model.hw_})
+
+# %% ../nbs/85_help.ipynb #fedaec17
+def _part(state: dict, prefix: str) -> dict:
+    "The tensors of `state` under `prefix`, the prefix taken off."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+def load_help(path  # folder written by `save_help`
+             ) -> Help:
+    "A fitted Help back from `save_help`, checked like any saved model (weights read with `weights_only=True`)."
+    config, state = read_model(path, HELP_FIT_FORMAT, HELP_FIT_KEYS, HELP_CODE_VERSION)
+    try:
+        cache = config["settings"]["cache"]  # a folder was saved as its path
+        m = Help(**{**config["settings"], "cache": cache if isinstance(cache, bool) else Path(cache)})
+        m.model_ = HelpModel(HelpConfig(**config["model_config"]))
+        m.model_.load_state_dict(_part(state, "model."))
+        m.model_.info, m.hw_, m.target_ = config["info"], state["hw"], config["target"]
+        m.adapted_ = [_part(state, f"adapted.{i}.") for i in range(int(config["n_adapted"]))]
+        m.scale_ = tuple(float(v) for v in config["scale"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise ConfigError(f"{path}: the saved settings or weights do not fit a Help ({str(e).splitlines()[0]}); "
+                          "it was edited or cut short. Fit and save it again.") from None
+    return m
 
 # %% ../nbs/85_help.ipynb #378c1ad9
 def help_method() -> Help:

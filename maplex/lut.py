@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .checks import latency_series
 from .core import MaplexError
 from .descriptors import PROBES
 from .nb201 import N_CELLS, OPS, STAGES, ArchLike, arch_indices, arch_str, op_counts, op_ids
@@ -92,7 +93,8 @@ def _probe_ms(probes: pd.Series,  # measured ms by arch index (may hold more cel
         raise MissingProbesError(f"probe latencies missing for arch indices {missing}; "
                                  "measure them on the target: "
                                  + '; '.join(f'{i}: {arch_str(i)}' for i in missing))
-    return _check_ms(probes.loc[idx], "probe latencies")
+    s = latency_series(probes.loc[idx], "probes", LUTError)  # only the cells asked for: finite ms > 0
+    return s[~s.index.duplicated()].loc[idx].to_numpy()
 
 # %% ../nbs/60_lut.ipynb #25d8c1d7
 class LayerwiseLUT:
@@ -234,7 +236,8 @@ def virtual_labels(refs: pd.Series,  # measured target latency l_r (ms) by refer
     if refs.index.duplicated().any():
         raise LUTError(f"refs repeats arch indices {sorted(set(refs.index[refs.index.duplicated()]))}; "
                        "average repeated measurements first")
-    l_r, ref_idx = _check_ms(refs, "reference latencies"), arch_indices(refs.index)  # (R,), (R,)
+    refs = latency_series(refs, "refs", LUTError)  # finite ms > 0 by arch index
+    l_r, ref_idx = refs.to_numpy(), refs.index.to_numpy()  # (R,), (R,)
     g, a = _groups(ref_idx, neigh)  # (m,) group id and arch index of every member, reference first
     lut_a = lut.predict(a) if lut is not None else np.zeros(len(a))  # (m,) LUT(a) of every member
     if center == 'mean': mu = np.bincount(g, lut_a, len(l_r)) / np.bincount(g, minlength=len(l_r))  # (R,) mean over A_r

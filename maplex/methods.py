@@ -7,22 +7,25 @@ from __future__ import annotations
 
 import importlib
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import data, nb201
 from .checks import split_measured
 from .descriptors import PROBES
 from .harness import EvaluationError
 from .lut import ProbeTable
+from .modelio import ConfigError, read_model, write_model
 from .ours import MaplexPredictor
 from .regressor import MapleX, variant
 
 # %% auto #0
-__all__ = ['METHODS', 'MethodError', 'NoSettings', 'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT', 'register_method',
-           'get_method', 'pool_cells', 'fit_method']
+__all__ = ['FLOOR_VERSION', 'METHODS', 'MethodError', 'NoSettings', 'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT',
+           'register_method', 'get_method', 'pool_cells', 'fit_method']
 
 # %% ../nbs/a12_methods.ipynb #c67a11a5
 class MethodError(EvaluationError):
@@ -32,8 +35,12 @@ def _latency(archs, ms) -> pd.Series:
     "Predictions as the contract returns them: a Series `latency_ms` indexed by `arch_index`."
     return pd.Series(np.asarray(ms, float), index=pd.Index(archs, name="arch_index"), name="latency_ms")
 
+FLOOR_VERSION = 1  # of a saved floor
+
 class NoSettings:
-    "The settings half of the predictor contract, for a predictor that has none."
+    "The settings half of the predictor contract for a predictor that has none, and its saved folder."
+    fitted_attr = ""  # the fitted attribute `predict` needs
+
     def get_params(self) -> dict: return {}
 
     def set_params(self, **params) -> "NoSettings":
@@ -49,9 +56,27 @@ class NoSettings:
         return samples
 
     def _fitted(self, attr: str) -> None:
-        "Refuse to predict before `fit`."
+        "Refuse to predict (or save) before `fit`."
         if not hasattr(self, attr):
             raise MethodError(f"this {type(self).__name__} is not fitted: call fit(measured, train=..., ...) first.")
+
+    def _tensors(self) -> dict[str, torch.Tensor]: return {}  # what a floor saves besides its JSON numbers
+
+    def save(self, path) -> Path:
+        "Write the fitted floor as one folder: its numbers as JSON, any latency column as tensors."
+        self._fitted(self.fitted_attr)
+        config = dict(format=f"maplex.{type(self).__name__}", version=FLOOR_VERSION, fitted=self._numbers())
+        return write_model(path, config, self._tensors())
+
+    @classmethod
+    def load(cls, path) -> "NoSettings":
+        "A fitted floor back from a folder written by `save`."
+        config, state = read_model(path, f"maplex.{cls.__name__}", {"format", "version", "fitted"}, FLOOR_VERSION)
+        try:
+            return cls()._restore(config["fitted"], state)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ConfigError(f"{path}/config.json holds a value of the wrong kind ({e}): it was edited or cut "
+                              "short. Save the floor again.") from None
 
 # %% ../nbs/a12_methods.ipynb #6ea7eb6c
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -69,7 +94,7 @@ def _best_correlated(X: pd.DataFrame, y: np.ndarray) -> str:
 # %% ../nbs/a12_methods.ipynb #0d52b138
 class ClosestDeviceLinear(NoSettings):
     "Floor: the training device best correlated with the target on the k samples, fitted a·x + b."
-    name, probe_archs = "closest-linear", ()
+    name, probe_archs, fitted_attr = "closest-linear", (), "ms_"
 
     def fit(self, measured: pd.Series,  # the target's k samples, arch_index -> ms
             *, train: data.LatencyTable,  # training devices' latencies, on the samples and the cells to predict
@@ -98,10 +123,23 @@ class ClosestDeviceLinear(NoSettings):
                                  "give training devices measured on every cell to predict, or use another method.")
         return _latency(idx, self.a_ * self.ms_.loc[idx].to_numpy() + self.b_)
 
+    def _numbers(self) -> dict: return dict(device=self.device_, a=self.a_, b=self.b_)
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {"arch_index": torch.tensor(self.ms_.index.to_numpy(np.int64)),
+                "ms": torch.tensor(self.ms_.to_numpy(np.float64))}
+
+    def _restore(self, numbers: dict, state: dict) -> "ClosestDeviceLinear":
+        "Set the fitted state from what `save` wrote."
+        self.device_, self.a_, self.b_ = str(numbers["device"]), float(numbers["a"]), float(numbers["b"])
+        index = pd.Index(state["arch_index"].numpy(), name="arch_index")
+        self.ms_ = pd.Series(state["ms"].numpy(), index=index, name=self.device_)
+        return self
+
 # %% ../nbs/a12_methods.ipynb #3d259629
 class FlopsLinear(NoSettings):
     "Floor: latency ≈ a·FLOPs + b fitted on the k samples."
-    name, probe_archs = "flops-linear", ()
+    name, probe_archs, fitted_attr = "flops-linear", (), "a_"
 
     def fit(self, measured: pd.Series,  # the target's k samples, arch_index -> ms
             *, train=None, devices=None, target: str | None = None,  # unused: every predictor fits alike
@@ -118,9 +156,16 @@ class FlopsLinear(NoSettings):
         idx = nb201.arch_indices(archs)
         return _latency(idx, self.a_ * nb201.cost_table().flops_m.loc[idx].to_numpy() + self.b_)
 
+    def _numbers(self) -> dict: return dict(a=self.a_, b=self.b_)
+
+    def _restore(self, numbers: dict, state: dict) -> "FlopsLinear":
+        "Set the fitted state from what `save` wrote."
+        self.a_, self.b_ = float(numbers["a"]), float(numbers["b"])
+        return self
+
 class ProbeLUT(NoSettings):
     "Baseline: the layer-wise table solved from the 5 probe cells (lesson 60); it ignores the k samples."
-    name, probe_archs = "lut", tuple(PROBES)
+    name, probe_archs, fitted_attr = "lut", tuple(PROBES), "table_"
 
     def fit(self, measured: pd.Series,  # the target's probe cells (and samples, unused), arch_index -> ms
             *, train=None, devices=None, target: str | None = None,  # unused: every predictor fits alike
@@ -135,6 +180,13 @@ class ProbeLUT(NoSettings):
         self._fitted("table_")
         idx = nb201.arch_indices(archs)
         return _latency(idx, self.table_.predict(idx))
+
+    def _numbers(self) -> dict: return dict(table=self.table_.to_dict())
+
+    def _restore(self, numbers: dict, state: dict) -> "ProbeLUT":
+        "Set the fitted state from what `save` wrote."
+        self.table_ = ProbeTable.from_dict(numbers["table"])
+        return self
 
 # %% ../nbs/a12_methods.ipynb #4faff8cc
 METHODS: dict[str, Callable[[], object] | str] = {

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import nb201
+from .checks import latency_series
 from .core import FileFormatError, MaplexError, atomic_dir
 from .data import DeviceTable, LatencyTable
 
@@ -122,25 +122,14 @@ class TaskError(RegressorError):
     "The few-shot task handed to `MapleX.fit` is invalid (no samples, a leak, an unknown target, bad latencies)."
 
 def _check_measurements(s, what: str) -> pd.Series:
-    "A Series arch_index -> ms with unique NB201 indices and finite positive values, or TaskError."
-    if not isinstance(s, pd.Series):
-        raise TaskError(f"{what} must be a pd.Series arch_index -> ms, got {type(s).__name__}.")
+    "`s` through appendix A7's `latency_series` (NB201 cells, finite ms > 0), non-empty, each cell once; or TaskError."
+    s = latency_series(s, what, TaskError)  # a Series latency_ms by arch_index
     if len(s) == 0:
         raise TaskError(f"{what} is empty (k = 0): measure at least one architecture on the target.")
-    idx = pd.to_numeric(pd.Series(s.index), errors="coerce").to_numpy(float)
-    if (bad := ~np.isfinite(idx) | (idx != np.round(idx)) | (idx < 0) | (idx >= nb201.N_ARCHS)).any():
-        raise TaskError(f"{what} has arch indices outside the search space (0..{nb201.N_ARCHS - 1}), e.g. "
-                        f"{list(s.index[bad][:3])}; index the measurements by NB201 arch_index.")
-    ms = pd.to_numeric(s, errors="coerce").to_numpy(float)
-    if (bad := ~np.isfinite(ms) | (ms <= 0)).any():
-        value = s.iloc[[np.argmax(bad)]].tolist()[0]  # a plain float or str: -2.5, not np.float64(-2.5)
-        raise TaskError(f"{what} has a NaN or non-positive latency at arch {s.index[bad][0]} "
-                        f"({value!r}); latencies must be measured, positive ms.")
-
     if s.index.duplicated().any():
         raise TaskError(f"{what} measures arch {s.index[s.index.duplicated()][0]} twice; "
                         "average repeated measurements first.")
-    return pd.Series(ms, index=pd.Index(idx.astype(np.int64), name="arch_index"), name=s.name)
+    return s
 
 # %% ../nbs/a8_modelio.ipynb #aece468b
 def _check_task(train, devices, target: str, samples, probes, probe_archs: tuple[int, ...]):

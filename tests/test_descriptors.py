@@ -206,7 +206,8 @@ def test_probe_fingerprint(devices, latencies):
 @pytest.mark.parametrize('probes, match', [
     (None, "needs 'phone''s latency of arch indices [186, 465, 649, 138, 297]"),
     (pd.Series({186: 1.0, 465: 2.0}), 'lack arch indices [649, 138, 297]'),
-    (pd.Series({**dict.fromkeys(PROBES, 2.0), 138: np.nan}), "probe latency of arch [138] on 'phone' is [nan]"),
+    (pd.Series({**dict.fromkeys(PROBES, 2.0), 138: np.nan}),
+     "probes holds an infinite, NaN or non-positive latency, nan at arch 138"),
     (pd.Series({**dict.fromkeys(PROBES, 2.0), 186: -1.0}), 'positive latency'),
     (pd.Series({**dict.fromkeys(PROBES, 2.0), 297: np.inf}), 'positive latency'),
     ([1.0, 2.0, 3.0, 4.0, 5.0], 'probes must be a pd.Series'),

@@ -104,7 +104,17 @@ def test_missing_probes_name_the_cells_to_measure(device):
 def test_bad_probe_latencies(device, value):
     probes = device.loc[list(PROBES)].copy()
     probes.iloc[2] = value
-    with pytest.raises(LUTError, match=rf'finite and > 0 ms.*arch \[{PROBES[2]}\]'): LayerwiseLUT.from_probes(probes)
+    with pytest.raises(LUTError, match=rf'non-positive latency, \S+ at arch {PROBES[2]}:'):
+        LayerwiseLUT.from_probes(probes)
+
+
+def test_probe_listed_twice(device):
+    only = device.loc[list(PROBES)]
+    twice = pd.concat([only, only.iloc[:1]])  # a probe cell listed twice with one value counts once
+    np.testing.assert_allclose(LayerwiseLUT.from_probes(twice).predict(ALL[:50]),
+                               LayerwiseLUT.from_probes(only).predict(ALL[:50]))
+    with pytest.raises(LUTError, match='twice with different latencies'):
+        LayerwiseLUT.from_probes(pd.concat([only, only.iloc[:1] * 2]))
 
 
 def test_from_probes_with_rank_deficient_cells(device):
@@ -201,7 +211,7 @@ def test_virtual_labels_errors(exact, stage_table):
     with pytest.raises(LUTError, match='2 references but 1 neighbourhoods'): virtual_labels(refs, neigh[:1], exact)
     with pytest.raises(LUTError, match="'additive' or 'ratio'"): virtual_labels(refs, neigh, exact, form='log')
     with pytest.raises(LUTError, match="'mean' or 'ref'"): virtual_labels(refs, neigh, exact, center='median')
-    with pytest.raises(LUTError, match=r'finite and > 0 ms.*arch \[200\]'):
+    with pytest.raises(LUTError, match='non-positive latency, -1.0 at arch 200'):
         virtual_labels(pd.Series({100: 10.0, 200: -1.0}), neigh, exact)
     with pytest.raises(LUTError, match='repeats arch indices'):
         virtual_labels(pd.Series([1.0, 2.0], index=[100, 100]), neigh, exact)
