@@ -29,8 +29,8 @@ __all__ = ['POOL', 'TEST', 'CLASS_ORDER', 'LatencyTable', 'DeviceTable', 'read_l
 from .datafiles import (  # noqa: F401  (the plumbing of appendix A4, re-exported here)
     ARCH2IDX_PT, DEFAULT_URL, DEVICE_COLS, DEVICES_FILE, EMBEDDING_PT, HELP_COMMIT, HELP_REPO, NB201_DEVICES,
     NB201_FILE, REFERENCE_FILE, SPEC_COLS, UNREADABLE, ChecksumError, DataError, DownloadError, SpecMissingError,
-    UnknownDeviceError, _asset, _check_devices, _check_names, _check_ms, _csv_devices, _frame_indices, _frame_ms,
-    _known,
+    UnknownDeviceError, _asset, _check_device_frame, _check_latency_frame, _check_names, _csv_devices,
+    _frame_indices, _frame_ms, _known,
     _official, _require_specs, _take_rows, cache_dir, convert_help_reference, data_dir, fetch_help, help_devices,
     help_manifest, help_manifest_devices, help_to_official, read_csv_file, read_help_latencies, read_help_pt,
     write_help_reference)
@@ -44,7 +44,7 @@ class LatencyTable:
     "Latency in ms: rows are NB201 architectures (index `arch_index`), columns are devices."
     def __init__(self, ms: pd.DataFrame,  # index: NB201 arch indices; one column of ms per device
                  where: str = "latency table"):  # names the table in error messages
-        self.ms = _check_ms(ms, where)
+        self.ms = _check_latency_frame(ms, where)
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, where: str = "latency frame") -> "LatencyTable":
@@ -94,7 +94,7 @@ class DeviceTable:
     "One row per device: class, hardware, batch size and public specs (NaN = unknown)."
     def __init__(self, df: pd.DataFrame,  # one row per device: `device`, `class`, then DEVICE_COLS (blank = unknown)
                  where: str = "device table"):  # names the table in error messages
-        self.df = _check_devices(df, where)
+        self.df = _check_device_frame(df, where)
 
     @property
     def devices(self) -> list[str]: return list(self.df.index)

@@ -189,7 +189,7 @@ def _frame_indices(df: pd.DataFrame, where: str) -> np.ndarray:
     return _agreeing(_check_indices(df["arch_index"].to_numpy(), where), from_str, strs, where)
 
 # %% ../nbs/a4_datafiles.ipynb #b2090f0c
-def _check_ms(ms: pd.DataFrame, where: str) -> pd.DataFrame:
+def _check_latency_frame(ms: pd.DataFrame, where: str) -> pd.DataFrame:
     "A checked copy of a latency frame: int64 `arch_index` rows, one float64 ms column per named device."
     idx = _check_indices(ms.index.to_numpy(), where)
     devices = _check_names(ms.columns, where)
@@ -229,7 +229,7 @@ def _check_spec(col: pd.Series, name: str, where: str) -> np.ndarray:
     return vals
 
 # %% ../nbs/a4_datafiles.ipynb #ee9ba76c
-def _check_devices(df: pd.DataFrame, where: str) -> pd.DataFrame:
+def _check_device_frame(df: pd.DataFrame, where: str) -> pd.DataFrame:
     "Device rows indexed by name with DEVICE_COLS; numbers positive or NaN (unknown)."
     if "device" in df.columns: df = df.set_index("device")
     if df.index.name != "device" or "class" not in df.columns:
