@@ -295,6 +295,7 @@ class MapleXParams:
 # %% ../nbs/70_regressor.ipynb #0a5c58f4
 class MapleX(MapleXParams):
     "MAPLE, MAPLE-X1 and MAPLE-X in one estimator: fit on training devices plus a target's few measurements."
+    pool_only = True  # the evaluation gives its regressor the training devices' pool cells only (PROTOCOL.md)
     def fit(self, measured: pd.Series,  # the target's k samples and its `probe_archs` latencies, arch_index -> ms
             *, train: LatencyTable,  # training devices' latencies (in the protocols: pool cells 0..899)
             devices: DeviceTable,  # rows of the training devices and of the target

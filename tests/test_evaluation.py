@@ -228,3 +228,29 @@ def test_an_unreachable_scheduler_is_one_clear_error(tmp_path):
     with pytest.raises(EvaluationError, match="no Dask scheduler answers at 'tcp://127.0.0.1:1'"):
         run("P-X6", ["lut"], seeds=[0], targets=["gold_6226"], backend="dask", scheduler="tcp://127.0.0.1:1",
             out=tmp_path / "r.csv", progress=False)
+
+
+def test_fit_method_gives_a_pool_only_method_the_pool_cells(tables):
+    from maplex.methods import fit_method
+
+    class Recorder:  # a method of one's own that asks for the protocols' regressor training set
+        probe_archs, pool_only, seed = (), True, None
+        def get_params(self):
+            return {"seed": self.seed}
+
+        def set_params(self, **params):
+            self.seed = params["seed"]
+            return self
+
+        def fit(self, measured, *, train, devices=None, target=None):
+            self.archs_ = train.archs
+            return self
+
+    table = tables[0].select(["gold_6226", "titanx_1"])
+    m = fit_method(Recorder(), table["gold_6226"].loc[[5]], train=table.select(["titanx_1"]), devices=None,
+                   target="gold_6226", seed=4)
+    assert (m.seed, m.archs_.tolist()) == (4, list(range(900)))
+    Recorder.pool_only = False
+    m = fit_method(Recorder(), table["gold_6226"].loc[[5]], train=table.select(["titanx_1"]), devices=None,
+                   target="gold_6226")
+    assert (m.seed, len(m.archs_)) == (None, 15625)
