@@ -16,8 +16,8 @@ from typing import Protocol, runtime_checkable
 from filelock import FileLock, Timeout
 
 # %% auto #0
-__all__ = ['MaplexError', 'FileFormatError', 'BusyError', 'atomic_file', 'atomic_write', 'atomic_dir', 'Predictor',
-           'contract_gaps', 'file_lock']
+__all__ = ['FIT_FIRST', 'MaplexError', 'FileFormatError', 'BusyError', 'atomic_file', 'atomic_write', 'atomic_dir', 'Predictor',
+           'contract_gaps', 'require_fitted', 'SettingsByInit', 'file_lock']
 
 # %% ../nbs/a0_core.ipynb #b2428a9f
 class MaplexError(ValueError):
@@ -133,6 +133,30 @@ def contract_gaps(predictor) -> list[str]:
         gaps += [f"fit takes no keyword-only {n!r}" for n in ("train", "devices", "target")
                  if n not in params or params[n].kind is not inspect.Parameter.KEYWORD_ONLY]
     return gaps
+
+# %% ../nbs/a0_core.ipynb #de3a25a3
+FIT_FIRST = "call fit(measured, train=..., devices=..., target=...) first"  # the fix for a predictor not yet fitted
+
+def require_fitted(model,  # a predictor
+                   attr: str,  # a fitted attribute it must have (one `fit` sets)
+                   error: type[Exception] = MaplexError,  # the predictor's error class
+                   fix: str = FIT_FIRST,  # what to do instead
+                  ) -> None:
+    "Refuse to use `model` before `fit`: raise `error` unless it has the fitted attribute `attr`."
+    if not hasattr(model, attr):
+        raise error(f"this {type(model).__name__} is not fitted: {fix}.")
+
+class SettingsByInit:
+    "`set_params` for a predictor whose constructor takes exactly the settings `get_params` returns."
+    settings_error: type[Exception] = MaplexError  # the error an unknown setting raises
+
+    def set_params(self, **params):
+        "Change settings by name, checked again by the constructor; returns the predictor (refit to use them)."
+        if unknown := sorted(set(params) - set(self.get_params())):
+            raise self.settings_error(f"unknown settings {unknown}: {type(self).__name__} has "
+                                      f"{sorted(self.get_params())}.")
+        self.__init__(**{**self.get_params(), **params})
+        return self
 
 # %% ../nbs/a0_core.ipynb #1e114948
 @contextmanager

@@ -22,7 +22,7 @@ from torch.func import functional_call, grad, vmap
 
 from . import data, nb201
 from .checks import split_measured
-from .core import file_lock
+from .core import SettingsByInit, file_lock, require_fitted
 from .helpnet import (CELL_ADJ, ENCODERS, HELP_REFERENCE, NODE_FEATS, NODES, GraphConv,  # noqa: F401
                             HelpConfig, HelpError, HelpModel, HelpNet, MissingReferencesError, ZModulator, _lr_key,
                             arch_inputs, cell_features, hardware_embedding, minmax_scale, minmax_unscale,
@@ -296,28 +296,24 @@ class HelpPredictor:
         gen = torch.Generator().manual_seed(self.seed)
         self.adapted_ = adapt_mc(self.model_, x, y, self.hw_, gen, steps=steps)
 
-    def _fitted(self, attr: str) -> None:
-        "Refuse to predict before `fit`."
-        if not hasattr(self, attr):
-            raise HelpError("this Help is not fitted: call fit(measured, train=..., devices=..., target=...) first.")
-
     def predict_normalised(self, archs) -> np.ndarray:
         "Normalised predictions for `archs`, before de-normalisation."
-        self._fitted("adapted_")
+        require_fitted(self, "adapted_", HelpError)
         x = arch_inputs(nb201.arch_indices(archs), self.config.encoder)
         return predict_mc(self.model_, self.adapted_, x, self.hw_)
 
     def predict(self, archs) -> pd.Series:
         "Predicted latency (ms) of `archs` (strings and/or NB201 indices) on the fitted target, by arch_index."
-        self._fitted("scale_")
+        require_fitted(self, "scale_", HelpError)
         a, b = self.scale_
         idx = nb201.arch_indices(archs)
         ms = a * self.predict_normalised(idx) + b if len(idx) else np.empty(0)
         return pd.Series(ms, index=pd.Index(idx, name="arch_index"), name="latency_ms")
 
 # %% ../nbs/85_help.ipynb #eced3869
-class HelpParams:
+class HelpParams(SettingsByInit):
     "The settings of a `Help`: HELP's configuration, how it meta-trains and de-normalises, and its seed."
+    settings_error = HelpError  # what set_params raises for an unknown name (appendix A0)
     def __init__(self, episodes: int = 2000, # meta-training episodes (HELP: 2000)
                  encoder: str = "gcn", # "gcn" (HELP) or "mlp"
                  meta_seed: int | None = None, # None: meta-train with `seed`; an int: one model shared by every seed
@@ -336,13 +332,6 @@ class HelpParams:
         "The settings, by name: `type(h)(**h.get_params())` is an unfitted copy of `h`."
         return dict(asdict(self.config), meta_seed=self.meta_seed, valid_devices=self.valid_devices,
                     denorm=self.denorm, cache=self.cache, seed=self.seed)
-
-    def set_params(self, **params) -> "HelpParams":
-        "Change settings by name (refit to use them); an unknown name is a HelpError."
-        if unknown := sorted(set(params) - set(self.get_params())):
-            raise HelpError(f"unknown settings {unknown}: {type(self).__name__} has {sorted(self.get_params())}.")
-        self.__init__(**{**self.get_params(), **params})
-        return self
 
 # %% ../nbs/85_help.ipynb #d5f300c7
 class Help(HelpParams, HelpPredictor):
@@ -387,7 +376,7 @@ def save_help(model: Help,  # a fitted (or loaded) Help
               path,  # folder to write config.json and weights.pt into
              ) -> Path:
     "Save a fitted Help: settings, the meta-trained model, the embedding, the adapted weights and the map to ms."
-    model._fitted("scale_")
+    require_fitted(model, "scale_", HelpError)
     settings = {**model.get_params(), "valid_devices": list(model.valid_devices),
                 "cache": model.cache if isinstance(model.cache, bool) else str(model.cache)}
     state = {f"model.{k}": v for k, v in model.model_.state_dict().items()}

@@ -16,6 +16,7 @@ import torch
 
 from . import data, nb201
 from .checks import split_measured
+from .core import require_fitted
 from .descriptors import PROBES
 from .harness import EvaluationError
 from .lut import ProbeTable
@@ -24,7 +25,7 @@ from .ours import MaplexPredictor
 from .regressor import variant
 
 # %% auto #0
-__all__ = ['FLOOR_VERSION', 'METHODS', 'MethodError', 'NoSettings', 'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT',
+__all__ = ['FLOOR_VERSION', 'METHODS', 'MethodError', 'Floor', 'ClosestDeviceLinear', 'FlopsLinear', 'ProbeLUT',
            'register_method', 'get_method', 'pool_cells', 'fit_method']
 
 # %% ../nbs/a12_methods.ipynb #c67a11a5
@@ -37,13 +38,13 @@ def _latency(archs, ms) -> pd.Series:
 
 FLOOR_VERSION = 1  # of a saved floor
 
-class NoSettings:
-    "The settings half of the predictor contract for a predictor that has none, and its saved folder."
+class Floor:
+    "What the floors share: no settings, their samples, the check that they are fitted, and their saved folder."
     fitted_attr = ""  # the fitted attribute `predict` needs
 
     def get_params(self) -> dict: return {}
 
-    def set_params(self, **params) -> "NoSettings":
+    def set_params(self, **params) -> "Floor":
         "Refuses every name: there is nothing to set."
         if params: raise MethodError(f"{type(self).__name__} has no settings; got {sorted(params)}.")
         return self
@@ -55,21 +56,20 @@ class NoSettings:
             raise MethodError(f"{self.name} fits a line to the target's samples: give at least one (k >= 1).")
         return samples
 
-    def _fitted(self, attr: str) -> None:
-        "Refuse to predict (or save) before `fit`."
-        if not hasattr(self, attr):
-            raise MethodError(f"this {type(self).__name__} is not fitted: call fit(measured, train=..., ...) first.")
+    def _fitted(self) -> None:
+        "Refuse to predict (or save) before `fit` (appendix A0's `require_fitted`)."
+        require_fitted(self, self.fitted_attr, MethodError)
 
     def _tensors(self) -> dict[str, torch.Tensor]: return {}  # what a floor saves besides its JSON numbers
 
     def save(self, path) -> Path:
         "Write the fitted floor as one folder: its numbers as JSON, any latency column as tensors."
-        self._fitted(self.fitted_attr)
+        self._fitted()
         config = dict(format=f"maplex.{type(self).__name__}", version=FLOOR_VERSION, fitted=self._numbers())
         return write_model(path, config, self._tensors())
 
     @classmethod
-    def load(cls, path) -> "NoSettings":
+    def load(cls, path) -> "Floor":
         "A fitted floor back from a folder written by `save`."
         config, state = read_model(path, f"maplex.{cls.__name__}", {"format", "version", "fitted"}, FLOOR_VERSION)
         try:
@@ -92,7 +92,7 @@ def _best_correlated(X: pd.DataFrame, y: np.ndarray) -> str:
     return corr.idxmax()
 
 # %% ../nbs/a12_methods.ipynb #0d52b138
-class ClosestDeviceLinear(NoSettings):
+class ClosestDeviceLinear(Floor):
     "Floor: the training device best correlated with the target on the k samples, fitted a·x + b."
     name, probe_archs, fitted_attr = "closest-linear", (), "ms_"
 
@@ -114,7 +114,7 @@ class ClosestDeviceLinear(NoSettings):
 
     def predict(self, archs) -> pd.Series:
         "a · (the closest device's latency) + b at each arch."
-        self._fitted("ms_")
+        self._fitted()
         idx = nb201.arch_indices(archs)
         if (missing := ~np.isin(idx, self.ms_.index)).any():
             raise data.DataError(f"closest-linear maps the closest training device ({self.device_}), which has no "
@@ -137,7 +137,7 @@ class ClosestDeviceLinear(NoSettings):
         return self
 
 # %% ../nbs/a12_methods.ipynb #3d259629
-class FlopsLinear(NoSettings):
+class FlopsLinear(Floor):
     "Floor: latency ≈ a·FLOPs + b fitted on the k samples."
     name, probe_archs, fitted_attr = "flops-linear", (), "a_"
 
@@ -152,7 +152,7 @@ class FlopsLinear(NoSettings):
 
     def predict(self, archs) -> pd.Series:
         "a · FLOPs + b at each arch."
-        self._fitted("a_")
+        self._fitted()
         idx = nb201.arch_indices(archs)
         return _latency(idx, self.a_ * nb201.cost_table().flops_m.loc[idx].to_numpy() + self.b_)
 
@@ -163,7 +163,7 @@ class FlopsLinear(NoSettings):
         self.a_, self.b_ = float(numbers["a"]), float(numbers["b"])
         return self
 
-class ProbeLUT(NoSettings):
+class ProbeLUT(Floor):
     "Baseline: the layer-wise table solved from the 5 probe cells (lesson 60); it ignores the k samples."
     name, probe_archs, fitted_attr = "lut", tuple(PROBES), "table_"
 
@@ -177,7 +177,7 @@ class ProbeLUT(NoSettings):
 
     def predict(self, archs) -> pd.Series:
         "The table's sum over each cell's edges."
-        self._fitted("table_")
+        self._fitted()
         idx = nb201.arch_indices(archs)
         return _latency(idx, self.table_.predict(idx))
 

@@ -14,7 +14,7 @@ import torch
 
 from . import nb201
 from .checks import latency_series, split_measured
-from .core import MaplexError
+from .core import MaplexError, SettingsByInit, require_fitted
 from .data import POOL, LatencyTable
 from .descriptors import PROBES
 from .lut import ProbeTable
@@ -183,10 +183,11 @@ def _blend(weights: pd.Series, ln_table: np.ndarray, ln_closest: np.ndarray) -> 
     return np.where(np.isnan(ln_closest), ln_table, w_t * ln_table + w_c * np.nan_to_num(ln_closest))
 
 # %% ../nbs/75_maplex.ipynb #a4a2d04a
-class MaplexPredictor:
+class MaplexPredictor(SettingsByInit):
     "maplex's own predictor: the probe table and the closest training device, trusted by their error on the samples."
     name = "maplex"
     probe_archs = PROBES  # measured on the target besides its k samples: p = 5
+    settings_error = MaplexPredictorError  # what set_params raises for an unknown name (appendix A0)
 
     def __init__(self, floor: float = FLOOR,  # epsilon of `trust_weights` (inf: equal weights)
                  ridge: float = RIDGE,  # pulls the closest-device slope towards 1
@@ -218,18 +219,10 @@ class MaplexPredictor:
         "The settings, by name: `MaplexPredictor(**m.get_params())` is an unfitted copy of `m`."
         return dict(floor=self.floor, ridge=self.ridge, clip=self.clip, drift=self.drift)
 
-    def set_params(self, **params) -> "MaplexPredictor":
-        "Change settings by name (checked as in the constructor) and return the predictor; refit to use them."
-        if unknown := sorted(set(params) - set(self.get_params())):
-            raise MaplexPredictorError(f"unknown settings {unknown}: MaplexPredictor has {sorted(self.get_params())}.")
-        self.__init__(**{**self.get_params(), **params})
-        return self
-
     def predict(self, archs  # arch indices and/or strings
                ) -> pd.Series:
         "Predicted latency (ms) per arch_index: exp of the trust-weighted mean of the candidates' logs."
-        if not hasattr(self, "weights_"):
-            raise MaplexPredictorError("this MaplexPredictor is not fitted: call fit first.")
+        require_fitted(self, "weights_", MaplexPredictorError)
         idx = nb201.arch_indices(archs)
         ln_t = np.log(self.table_.predict(idx))
         ln_c = closest_log_ms(self.closest_, self.closest_ms_, idx, self.drift_)

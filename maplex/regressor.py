@@ -15,6 +15,7 @@ import torch
 
 from . import nb201
 from .checks import split_measured
+from .core import require_fitted
 from .data import DeviceTable, LatencyTable
 from .descriptors import PROBES, Descriptor, descriptor_kind, encode, get_descriptor, join_features, probe_latencies
 from .lut import LayerwiseLUT, virtual_labels
@@ -317,8 +318,7 @@ class MapleX(MapleXParams):
     def predict(self, archs  # arch indices and/or strings of the search space
                ) -> pd.Series:
         "Predicted latency (ms) on the target per arch_index: exp(alpha z + beta + m_t)."
-        if not hasattr(self, "regressor_"):
-            raise NotFittedError("this MapleX is not fitted: call fit(...) or MapleX.load(path) first.")
+        require_fitted(self, "regressor_", NotFittedError, "call fit(...) or MapleX.load(path) first")
         idx = nb201.arch_indices(archs)  # an ArchError names anything outside the search space
         ms = np.empty(0)
         if len(idx):
